@@ -8,13 +8,27 @@ the shape it got and the shape expected.
 from dfn_jax.ops._dynamic_convolution import dynamic_convolution
 from dfn_jax.ops._flow import filter_disparity, filter_flow, flow_to_rgb, hsv_to_rgb, tap_offsets
 from dfn_jax.ops._local_filter import dynamic_local_filter
+from dfn_jax.ops._metrics import (
+    absolute_error_per_frame,
+    binary_cross_entropy_per_frame,
+    psnr,
+    squared_error_per_frame,
+    ssim,
+    target_entropy_per_frame,
+)
 
 __all__ = [
+    "absolute_error_per_frame",
+    "binary_cross_entropy_per_frame",
     "dynamic_convolution",
     "dynamic_local_filter",
     "filter_disparity",
     "filter_flow",
     "flow_to_rgb",
     "hsv_to_rgb",
+    "psnr",
+    "squared_error_per_frame",
+    "ssim",
     "tap_offsets",
+    "target_entropy_per_frame",
 ]

@@ -9,19 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def kernel_size_pair(kernel_size: int | Sequence[int], *, name: str = "kernel_size") -> tuple[int, int]:
+def kernel_size_pair(
+    kernel_size: int | Sequence[int], *, name: str = "kernel_size"
+) -> tuple[int, int]:
     """Returns ``(kh, kw)`` from an int or a pair, checking both are positive and odd."""
     if isinstance(kernel_size, (int, np.integer)):
         pair = (int(kernel_size), int(kernel_size))
     else:
         try:
             pair = tuple(int(k) for k in kernel_size)
-        except TypeError:
+        except (TypeError, ValueError):
             raise ValueError(
                 f"`{name}` must be an odd int or a pair (kh, kw) of odd ints, got {kernel_size!r}."
             ) from None
         if len(pair) != 2:
-            raise ValueError(f"`{name}` must be an odd int or a pair (kh, kw), got {kernel_size!r}.")
+            raise ValueError(
+                f"`{name}` must be an odd int or a pair (kh, kw), got {kernel_size!r}."
+            )
     for k in pair:
         if k <= 0 or k % 2 == 0:
             raise ValueError(

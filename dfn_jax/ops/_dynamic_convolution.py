@@ -16,6 +16,7 @@ with explicit padding, obviously correct and slow.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -68,12 +69,19 @@ def dynamic_convolution(
     strides = _checks.int_pair(stride, name="stride")
     pads = _explicit_padding(padding, k.shape[1:3], x.shape[1:3], strides)
     _checks.choice(implementation, IMPLEMENTATIONS, name="implementation")
+    out = _apply(
+        x, k, strides=strides, pads=pads, precision=precision, implementation=implementation
+    )
+    return out[0] if unbatched else out
+
+
+@functools.partial(jax.jit, static_argnames=("strides", "pads", "precision", "implementation"))
+def _apply(x, k, *, strides, pads, precision, implementation):
     if implementation == "fast":
         out = _convolution_grouped(x, k, strides, pads, precision)
     else:
         out = _convolution_reference(x, k, strides, pads)
-    out = out.astype(jnp.result_type(x.dtype, k.dtype))
-    return out[0] if unbatched else out
+    return out.astype(jnp.result_type(x.dtype, k.dtype))
 
 
 def _explicit_padding(padding, kernel_hw, image_hw, strides):

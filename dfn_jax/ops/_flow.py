@@ -96,6 +96,7 @@ def flow_to_rgb(flow: jax.Array, *, max_magnitude: float | None = None) -> jax.A
 def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
     """Converts ``[..., 3]`` HSV in ``[0, 1]`` to RGB in ``[0, 1]``."""
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+
     # Standard piecewise-linear form: channel n peaks where (n + 6h) mod 6 is within 1 of 3.
     def channel(n):
         k = (n + h * 6.0) % 6.0

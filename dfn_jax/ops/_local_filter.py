@@ -58,17 +58,19 @@ def dynamic_local_filter(
     """
     x, f, kh, kw, unbatched = _canonical_local_filter_args(inputs, filters, kernel_size)
     _checks.choice(implementation, IMPLEMENTATIONS, name="implementation")
-    out_dtype = jnp.result_type(x.dtype, f.dtype)
-    if implementation == "fast":
-        out = _local_filter_fast(x, f, kh, kw)
-    else:
-        out = _local_filter_reference(x, f, kh, kw)
-    out = out.astype(out_dtype)
+    out = _apply(x, f, kh=kh, kw=kw, implementation=implementation)
     return out[0] if unbatched else out
 
 
+@functools.partial(jax.jit, static_argnames=("kh", "kw", "implementation"))
+def _apply(x, f, *, kh, kw, implementation):
+    # Jitted here so that eager calls compile one program, not one per tap.
+    impl = _local_filter_fast if implementation == "fast" else _local_filter_reference
+    return impl(x, f, kh, kw).astype(jnp.result_type(x.dtype, f.dtype))
+
+
 def _canonical_local_filter_args(inputs, filters, kernel_size):
-    """Validates and returns ``x [B,H,W,C]``, ``f [B,H,W,Cf,T]`` (``Cf`` is 1 or C), kh, kw."""
+    """Validates; returns ``x [B,H,W,C]``, ``f [B,H,W,T]`` or ``[B,H,W,C,T]``, kh, kw, unbatched."""
     kh, kw = _checks.kernel_size_pair(kernel_size)
     taps = kh * kw
     x = _checks.floating_array(inputs, name="inputs")
@@ -95,8 +97,6 @@ def _canonical_local_filter_args(inputs, filters, kernel_size):
             f"{tuple(inputs.shape)}: expected {shown_want} (same batch, height, width"
             f"{', channels' if per_channel else ''} as `inputs`)."
         )
-    if not per_channel:
-        f = f[..., None, :]
     return x, f, kh, kw, unbatched
 
 
@@ -112,7 +112,9 @@ def _local_filter_reference(x, f, kh, kw):
     def pixel(image, pixel_filter, y, x_):
         # The kh x kw window whose top-left corner in padded coordinates is (y, x_).
         patch = lax.dynamic_slice(image, (y, x_, 0), (kh, kw, c)).reshape(kh * kw, c)
-        return jnp.sum(pixel_filter.T * patch, axis=0)  # [T, Cf] * [T, C] -> [C]
+        if pixel_filter.ndim == 1:  # One filter for all channels.
+            return pixel_filter @ patch  # [T] @ [T, C] -> [C]
+        return jnp.sum(pixel_filter.T * patch, axis=0)  # [T, C] * [T, C] -> [C]
 
     per_column = jax.vmap(pixel, in_axes=(None, 0, None, 0))
     per_row = jax.vmap(per_column, in_axes=(None, 0, 0, None))
@@ -140,6 +142,20 @@ def _local_filter_fast(x, f, kh, kw):
     return _fast_forward(x, f, kh, kw)
 
 
+# Structure, chosen by measurement on XLA CPU (benchmarks/dynamic_filter.py):
+# * the forward and the input gradient are each one sum over the kh*kw statically shifted windows,
+#   which XLA fuses into a single loop that reads every operand once;
+# * the filter gradient is written one window row (kw taps) at a time inside a `fori_loop`:
+#   stacking all kh*kw taps at once made XLA keep kh*kw separate buffers (as large as the patch
+#   tensor) and, inside a recurrent model that calls the op at every step, made compile times
+#   explode.
+
+
+def _tap(f, t):
+    """Tap ``t`` of ``f [B, H, W, T]`` (as ``[B, H, W, 1]``) or of ``f [B, H, W, C, T]``."""
+    return f[..., t, None] if f.ndim == 4 else f[..., t]
+
+
 def _fast_forward(x, f, kh, kw):
     _, h, w, _ = x.shape
     xp = _pad_hw(x.astype(jnp.float32), kh // 2, kw // 2)
@@ -147,7 +163,7 @@ def _fast_forward(x, f, kh, kw):
     out = None
     for i in range(kh):
         for j in range(kw):
-            term = f[..., i * kw + j] * _window(xp, i, j, h, w)  # [B,H,W,Cf] * [B,H,W,C]
+            term = _tap(f, i * kw + j) * _window(xp, i, j, h, w)
             out = term if out is None else out + term
     return out
 
@@ -156,31 +172,45 @@ def _fast_fwd(x, f, kh, kw):
     return _fast_forward(x, f, kh, kw), (x, f)
 
 
-def _fast_bwd(kh, kw, residuals, g):
-    x, f = residuals
-    _, h, w, _ = x.shape
-    ph, pw = kh // 2, kw // 2
-    g = g.astype(jnp.float32)
-    xp = _pad_hw(x.astype(jnp.float32), ph, pw)
-    shared = f.shape[3] == 1
+def _filter_gradient(xp, g, kh, kw, shared, shape):
+    """``df[..., t] = g * window_t(x)`` (summed over channels if ``shared``), row by row."""
+    _, h, w, _ = g.shape
 
-    # d/df[t] = g * window_t(x), summed over channels when one filter serves all of them.
-    taps = []
-    for i in range(kh):
+    def row(i, df):
+        x_row = lax.dynamic_slice_in_dim(xp, i, h, axis=1)  # [B, H, W + 2pw, C]
+        taps = []
         for j in range(kw):
-            prod = g * _window(xp, i, j, h, w)
-            taps.append(jnp.sum(prod, axis=-1, keepdims=True) if shared else prod)
-    df = jnp.stack(taps, axis=-1)
+            prod = g * x_row[:, :, j : j + w]
+            taps.append(jnp.sum(prod, axis=-1) if shared else prod)
+        return lax.dynamic_update_slice_in_dim(df, jnp.stack(taps, -1), i * kw, axis=len(shape) - 1)
 
-    # d/dx[y'] = sum_t (f_t * g)[y' - (i - ph)]: shift the products back with zero padding.
-    fp = _pad_hw(f.astype(jnp.float32), ph, pw)
+    return lax.fori_loop(0, kh, row, jnp.zeros(shape, jnp.float32))
+
+
+def _input_gradient(f, g, kh, kw):
+    """``dx[y'] = sum_t (f_t * g)[y' - (i - ph)]``: each tap's product shifted back, zero padded.
+
+    Pads one tap's filter slice at a time: padding the whole filter tensor would materialise it.
+    """
+    _, h, w, _ = g.shape
+    ph, pw = kh // 2, kw // 2
     gp = _pad_hw(g, ph, pw)
     dx = None
     for i in range(kh):
         for j in range(kw):
             top, left = 2 * ph - i, 2 * pw - j
-            term = _window(fp, top, left, h, w)[..., i * kw + j] * _window(gp, top, left, h, w)
+            f_tap = _pad_hw(_tap(f, i * kw + j).astype(jnp.float32), ph, pw)
+            term = _window(f_tap, top, left, h, w) * _window(gp, top, left, h, w)
             dx = term if dx is None else dx + term
+    return dx
+
+
+def _fast_bwd(kh, kw, residuals, g):
+    x, f = residuals
+    g = g.astype(jnp.float32)
+    xp = _pad_hw(x.astype(jnp.float32), kh // 2, kw // 2)
+    df = _filter_gradient(xp, g, kh, kw, f.ndim == 4, f.shape)
+    dx = _input_gradient(f, g, kh, kw)
     return dx.astype(x.dtype), df.astype(f.dtype)
 
 

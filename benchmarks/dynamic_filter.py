@@ -1,0 +1,208 @@
+"""Benchmark of ``ops.dynamic_local_filter`` against an unfold baseline and a memory roofline.
+
+For each shape ``(B, H, W, C, kh, kw)`` (shared filters ``[B, H, W, kh*kw]``) and implementation
+("fast", "reference": the op's keyword; "patches": ``lax.conv_general_dilated_patches`` + einsum,
+differentiated by JAX), times the jitted forward and forward+backward after warm-up, and records
+compile times and compiled temp memory. Forward+backward is ``jax.value_and_grad`` of
+``sum(out * cotangent)`` with respect to inputs and filters: the loss is returned so that XLA
+cannot drop the forward pass (the op is linear in each argument, so plain ``jax.grad`` would
+time the backward pass alone). Every implementation is checked against "fast" first.
+
+Memory roofline, with ``s`` the dtype's item size (4 for float32) and ``F = kh*kw``:
+  forward bytes = s*B*H*W*(2C + F): read the inputs and the filters once, write the output;
+  forward+backward bytes = forward + s*B*H*W*(4C + 2F) (REFERENCE section 5).
+``roofline_s = bytes / bandwidth``, where the bandwidth is measured in the same run by a jitted
+``x * 1.0001`` over a float32 array the size of the filter tensor (``2 * bytes / time``).
+
+Usage: ``python -m benchmarks.dynamic_filter [--shapes 256,64,64,1,9,9;16,64,64,1,9,9] [--out F]``.
+Prints one JSON document to stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dfn_jax import ops
+
+try:
+    from benchmarks._timing import compile_time, median_time, temp_bytes
+except ImportError:  # run as a script: ``python benchmarks/dynamic_filter.py``
+    from _timing import compile_time, median_time, temp_bytes
+
+DEFAULT_SHAPES = "16,64,64,1,9,9;16,64,64,3,9,9;8,64,64,32,5,5;16,64,64,1,11,11;16,64,64,1,1,13"
+
+
+def patches_local_filter(x, f, *, kernel_size):
+    """Unfold baseline: materialise ``[B, H, W, C*kh*kw]`` patches, contract with the filters."""
+    kh, kw = kernel_size
+    b, h, w, c = x.shape
+    patches = lax.conv_general_dilated_patches(
+        x,
+        (kh, kw),
+        (1, 1),
+        ((kh // 2, kh // 2), (kw // 2, kw // 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,  # a one-hot conv: keep it exact (no TF32 on GPU)
+    )
+    patches = patches.reshape(b, h, w, c, kh * kw)  # feature index is channel-major: c*T + t
+    out = jnp.einsum("bhwct,bhwt->bhwc", patches, f, precision=lax.Precision.HIGHEST)
+    return out.astype(x.dtype)
+
+
+def make_fns(impl, kernel_size):
+    if impl == "patches":
+        fwd = lambda x, f: patches_local_filter(x, f, kernel_size=kernel_size)
+    else:
+        fwd = lambda x, f: ops.dynamic_local_filter(
+            x, f, kernel_size=kernel_size, implementation=impl
+        )
+    loss = lambda x, f, g: jnp.sum(fwd(x, f).astype(jnp.float32) * g)
+    return jax.jit(fwd), jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+
+def copy_bandwidth(nbytes, runs):
+    """Bytes per second of a jitted elementwise pass (read + write) over a float32 array."""
+    a = jnp.ones((max(nbytes // 4, 1),), jnp.float32)
+    _, scale = compile_time(jax.jit(lambda v: v * 1.0001), a)
+    t = median_time(scale, a, runs=runs)
+    nbytes = a.size * 4
+    # The roofline uses the median (like the op timings); the best run is kept for reference.
+    return {
+        "bytes": nbytes,
+        **t,
+        "bandwidth_Bps": 2 * nbytes / t["median_s"],
+        "bandwidth_best_Bps": 2 * nbytes / t["min_s"],
+    }
+
+
+def bench_shape(shape, args, dtype):
+    b, h, w, c, kh, kw = shape
+    taps, pixels, item = kh * kw, b * h * w, jnp.dtype(dtype).itemsize
+    kx, kf, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (b, h, w, c), jnp.float32).astype(dtype)
+    f = jax.nn.softmax(jax.random.normal(kf, (b, h, w, taps)), axis=-1).astype(dtype)
+    g = jax.random.normal(kg, (b, h, w, c), jnp.float32)
+    fwd_bytes = item * pixels * (2 * c + taps)
+    fb_bytes = fwd_bytes + item * pixels * (4 * c + 2 * taps)
+    copy = copy_bandwidth(4 * pixels * taps, max(args.runs, 50))  # cheap: take more runs
+    record = {
+        "shape": dict(zip("B H W C kh kw".split(), shape, strict=True)),
+        "bytes": {"forward": fwd_bytes, "forward_backward": fb_bytes},
+        "copy": copy,
+        "roofline_s": {
+            "forward": fwd_bytes / copy["bandwidth_Bps"],
+            "forward_backward": fb_bytes / copy["bandwidth_Bps"],
+        },
+        "implementations": {},
+    }
+    tol = 1e-4 if dtype == jnp.float32 else 3e-2
+    expected = None
+    for impl in args.implementations:
+        ref_bytes = 4 * pixels * taps * c  # reference's float32 [B, H, W, T, C] patch tensor
+        if impl == "reference" and ref_bytes > args.max_reference_bytes:
+            reason = (
+                f"patch tensor {ref_bytes} B > --max-reference-bytes {args.max_reference_bytes}"
+            )
+            record["implementations"][impl] = {"skipped": reason}
+            print(f"  {impl}: skipped ({reason})", file=sys.stderr)
+            continue
+        fwd, fb = make_fns(impl, (kh, kw))
+        res = {"compile_s": {}, "temp_bytes": {}}
+        outs = {}
+        for name, fn, fn_args in (("forward", fwd, (x, f)), ("forward_backward", fb, (x, f, g))):
+            res["compile_s"][name], compiled = compile_time(fn, *fn_args)
+            res["temp_bytes"][name] = temp_bytes(compiled)
+            outs[name] = jax.tree.map(lambda a: np.asarray(a, np.float32), compiled(*fn_args))
+            res[name] = median_time(compiled, *fn_args, runs=args.runs)
+            print(f"  {impl} {name}: {res[name]['median_s'] * 1e3:.3f} ms", file=sys.stderr)
+        if expected is None:
+            expected = outs  # "fast" comes first
+        for name in outs:  # each implementation must agree with the first one
+            pairs = zip(jax.tree.leaves(outs[name]), jax.tree.leaves(expected[name]), strict=True)
+            for got, want in pairs:
+                scale = float(np.max(np.abs(want))) or 1.0
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=impl)
+        record["implementations"][impl] = res
+
+    times = {
+        (k, n): v[n]["median_s"]
+        for k, v in record["implementations"].items()
+        if "skipped" not in v
+        for n in ("forward", "forward_backward")
+    }
+    ratios = {}
+    if ("fast", "forward") in times:
+        ratios["fast_forward_vs_roofline"] = (
+            times["fast", "forward"] / record["roofline_s"]["forward"]
+        )
+        ratios["fast_fb_vs_roofline"] = (
+            times["fast", "forward_backward"] / record["roofline_s"]["forward_backward"]
+        )
+        ratios["fast_fb_vs_fast_forward"] = (
+            times["fast", "forward_backward"] / times["fast", "forward"]
+        )
+        if ("patches", "forward_backward") in times:
+            ratios["patches_fb_vs_fast_fb"] = (
+                times["patches", "forward_backward"] / times["fast", "forward_backward"]
+            )
+    record["ratios"] = ratios
+    return record
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="B,H,W,C,kh,kw;B,H,W,C,kh,kw;...")
+    p.add_argument("--runs", type=int, default=20, help="timed runs after 2 warm-up runs")
+    p.add_argument("--implementations", default="fast,reference,patches")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--max-reference-bytes", type=lambda s: int(float(s)), default=2 * 10**9)
+    p.add_argument("--out", help="also write the JSON document to this file")
+    args = p.parse_args(argv)
+    args.shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";") if s]
+    if any(len(s) != 6 for s in args.shapes):
+        p.error("each shape needs six integers B,H,W,C,kh,kw")
+    impls = [s for s in args.implementations.split(",") if s]
+    if not set(impls) <= {"fast", "reference", "patches"}:
+        p.error(f"unknown implementation in {impls}")
+    args.implementations = ["fast"] + [i for i in impls if i != "fast"]  # fast is the baseline
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dtype = jnp.dtype(args.dtype)
+    device = jax.devices()[0]
+    doc = {
+        "benchmark": "dynamic_local_filter",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "dtype": args.dtype,
+        "runs": args.runs,
+        "filters": "shared over channels, [B, H, W, kh*kw]",
+        "results": [],
+    }
+    for shape in args.shapes:
+        print(f"shape B,H,W,C,kh,kw = {shape}", file=sys.stderr)
+        doc["results"].append(bench_shape(shape, args, dtype))
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The one place that talks to Orbax: save and restore the train state pytree.
+
+Kept small on purpose so that a move to Orbax's v1 API touches this file only. The train state is
+a plain pytree (``{"step", "params", "opt_state"}`` of arrays), saved with ``StandardSave``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Keeps the last ``max_to_keep`` checkpoints of a run under ``<workdir>/checkpoints``."""
+
+    def __init__(
+        self, workdir: str | pathlib.Path, *, max_to_keep: int = 3, async_save: bool = True
+    ):
+        self.directory = pathlib.Path(workdir).resolve() / "checkpoints"
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, *, force: bool = False) -> bool:
+        """Starts saving ``state`` at ``step`` (asynchronously); returns whether a save began."""
+        return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def restore(self, step: int, template: Any) -> Any:
+        """Restores the checkpoint at ``step`` into the structure, dtypes and shardings of
+        ``template`` (a pytree of arrays or ``jax.ShapeDtypeStruct``)."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def wait(self) -> None:
+        """Blocks until asynchronous saves have been committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,59 @@
+"""What an experiment supplies to the one shared trainer.
+
+An experiment binds a model, its data and its loss; the trainer owns everything else (optimiser,
+jitted steps, sharding, checkpoints, logging, evaluation loop, ``results.json``). Subclass
+:class:`Experiment` and implement the abstract methods; see ``experiments/moving_mnist.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jax
+from flax import nnx
+
+PyTree = Any
+
+
+class Experiment(abc.ABC):
+    """Model + data + loss for one paper experiment, configured by an ``ml_collections`` config."""
+
+    def __init__(self, config):
+        self.config = config
+
+    @abc.abstractmethod
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        """Returns a freshly initialised model."""
+
+    @abc.abstractmethod
+    def train_batch(self, step: int) -> PyTree:
+        """The global training batch for ``step``: a pure function of the seed and the step, so a
+        resumed run sees exactly the batches an uninterrupted one would."""
+
+    @abc.abstractmethod
+    def loss(self, model: nnx.Module, batch: PyTree) -> tuple[jax.Array, Mapping[str, jax.Array]]:
+        """Scalar training loss and a dict of scalar metrics to log (traced under ``jit``)."""
+
+    @abc.abstractmethod
+    def eval_batches(self) -> Iterable[PyTree]:
+        """The fixed evaluation set, in order."""
+
+    @abc.abstractmethod
+    def eval_sums(self, model: nnx.Module, batch: PyTree) -> Mapping[str, jax.Array]:
+        """Per-batch sums of every evaluation metric plus ``"count"`` (examples in the batch).
+
+        The trainer adds these over the evaluation set and divides each by the total count, so
+        metrics come out as means per example (arrays, e.g. per prediction horizon, are fine).
+        """
+
+    def write_figures(self, model: nnx.Module, figures_dir: pathlib.Path) -> list[pathlib.Path]:
+        """Writes the experiment's PNG figures; returns their paths."""
+        del model, figures_dir
+        return []
+
+    def describe(self) -> dict:
+        """Extra facts for ``results.json`` (data source, variant, ...)."""
+        return {}

@@ -1,0 +1,254 @@
+"""The one shared trainer: functional train state, jitted steps, checkpoints, logs, evaluation.
+
+``train_and_evaluate(experiment, workdir)`` runs an :class:`~dfn_jax.training.Experiment`:
+
+* the model is split once (``nnx.split``) into a static graph and a plain dict of parameters;
+  the train step is a pure ``jax.jit`` function of ``(state, batch)``, state donated;
+* data parallel over a 1-D device mesh (axis ``"data"``): the batch is sharded, parameters and
+  optimiser state are replicated; the same code runs on 1 or N devices;
+* Orbax checkpoints every ``checkpoint_every_steps``; re-running the same command resumes from the
+  latest one; a non-finite loss stops the run before anything is saved; SIGTERM saves and exits;
+* ``metrics.jsonl`` + TensorBoard logs, a progress line with steps/s and ETA, periodic evaluation,
+  ``figures/`` and ``results.json`` (test metrics, parameter count, steps, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from dfn_jax.training import optim
+from dfn_jax.training.checkpoint import Checkpointer
+from dfn_jax.training.experiment import Experiment
+from dfn_jax.training.metric_writer import MetricWriter
+from dfn_jax.training.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """Raised after a SIGTERM once the current step's checkpoint is saved."""
+
+
+def count_params(params: Any) -> int:
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
+def check_workdir(workdir: pathlib.Path) -> None:
+    """Fails early, with a sentence, if the work directory cannot be written."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write_test_{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"Work directory {str(workdir)!r} is not writable: {e}") from e
+
+
+def make_mesh(num_devices: int) -> jax.sharding.Mesh:
+    """A 1-D data-parallel mesh over ``num_devices`` devices (0 or -1: all of them)."""
+    devices = jax.devices()
+    n = len(devices) if num_devices <= 0 else num_devices
+    if n > len(devices):
+        raise ValueError(f"`mesh.data` asks for {n} devices but only {len(devices)} exist.")
+    return jax.sharding.Mesh(np.asarray(devices[:n]), ("data",))
+
+
+def _is_finite(metrics: dict) -> tuple[bool, str]:
+    for name, value in metrics.items():
+        if not np.all(np.isfinite(np.asarray(value))):
+            return False, name
+    return True, ""
+
+
+class Trainer:
+    """Holds the compiled steps of one experiment; :func:`train_and_evaluate` drives it."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+        config = experiment.config
+        self.config = config
+        self.mesh = make_mesh(config.get("mesh", {}).get("data", -1))
+        n = self.mesh.size
+        if config.batch_size % n:
+            raise ValueError(
+                f"`batch_size` ({config.batch_size}) must be divisible by the number of "
+                f"data-parallel devices ({n})."
+            )
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.replicated = NamedSharding(self.mesh, P())
+
+        model = experiment.build_model(nnx.Rngs(config.seed))
+        self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+        self.num_params = count_params(params)
+        self.optimizer = optim.make_optimizer(config)
+        self._init_params = nnx.to_pure_dict(params)
+        self.train_step = jax.jit(self._train_step, donate_argnums=0)
+        self.eval_step = jax.jit(self._eval_step)
+
+    # -- pure functions -------------------------------------------------------------------
+    def bind(self, params) -> nnx.Module:
+        """The model with the given parameters (a pure dict)."""
+        return nnx.merge(self.graphdef, params, self.rest)
+
+    def init_state(self) -> dict:
+        params = self._init_params
+        state = {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "opt_state": self.optimizer.init(params),
+            "train_time_s": jnp.zeros((), jnp.float32),
+        }
+        return jax.device_put(state, self.replicated)
+
+    def _train_step(self, state, batch):
+        def loss_fn(params):
+            return self.experiment.loss(self.bind(params), batch)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
+        params = jax.tree.map(jnp.add, state["params"], updates)
+        metrics = dict(metrics, loss=loss, grad_norm=_global_norm(grads))
+        new_state = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    def _eval_step(self, params, batch):
+        return self.experiment.eval_sums(self.bind(params), batch)
+
+    # -- host-side loops ------------------------------------------------------------------
+    def shard_batch(self, batch):
+        return jax.device_put(batch, self.batch_sharding)
+
+    def evaluate(self, params) -> dict:
+        totals = None
+        for batch in self.experiment.eval_batches():
+            sums = self.eval_step(params, self.shard_batch(batch))
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        if totals is None:
+            raise ValueError("The experiment's evaluation set is empty.")
+        totals = jax.device_get(totals)
+        count = float(totals.pop("count"))
+        return {name: np.asarray(value) / count for name, value in totals.items()}
+
+
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def _jsonable(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+def _scalars(metrics: dict) -> dict:
+    """Scalar metrics only (per-horizon arrays go to results.json, not the logs)."""
+    return {k: v for k, v in metrics.items() if np.ndim(v) == 0}
+
+
+def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> dict:
+    """Trains ``experiment`` in ``workdir`` (resuming if it holds checkpoints), evaluates it,
+    writes figures and ``results.json``, and returns the results dict."""
+    config = experiment.config
+    workdir = pathlib.Path(workdir)
+    check_workdir(workdir)
+    is_main = jax.process_index() == 0
+    if is_main:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+    trainer = Trainer(experiment)
+    checkpointer = Checkpointer(workdir, max_to_keep=config.get("checkpoints_to_keep", 3))
+    writer = MetricWriter(workdir, enabled=is_main)
+    state = trainer.init_state()
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        state = checkpointer.restore(latest, state)
+        log.info("Resumed from the checkpoint at step %d in %s", latest, checkpointer.directory)
+        print(f"Resuming from step {latest} ({checkpointer.directory})", flush=True)
+    start = int(state["step"])
+    total = config.num_train_steps
+    progress = Progress(total, first_step=start, enabled=is_main)
+
+    preempted = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+    last_metrics: dict = {}
+    step_time_start = time.perf_counter()
+    time_offset = float(state["train_time_s"])
+    try:
+        for step in range(start, total):
+            batch = trainer.shard_batch(experiment.train_batch(step))
+            state, metrics = trainer.train_step(state, batch)
+            done = step + 1
+            is_log = done % config.log_every_steps == 0 or done == total
+            is_ckpt = done % config.checkpoint_every_steps == 0 or done == total or preempted
+            if is_log or is_ckpt:
+                last_metrics = jax.device_get(metrics)
+                finite, bad = _is_finite(last_metrics)
+                if not finite:
+                    raise FloatingPointError(
+                        f"Non-finite {bad} ({last_metrics[bad]}) at step {done}; stopping without "
+                        f"saving. The last good checkpoint (step {checkpointer.latest_step()}) "
+                        f"is untouched in {checkpointer.directory}."
+                    )
+            if is_log:
+                lr = optim.step_halving_schedule(
+                    config.learning_rate, halve_every=config.get("lr_halve_every_steps", 0)
+                )(step)
+                writer.write(done, dict(_scalars(last_metrics), learning_rate=lr), prefix="train/")
+                progress.update(done, {"loss": last_metrics["loss"]})
+            if is_ckpt:
+                elapsed = time_offset + time.perf_counter() - step_time_start
+                state = dict(state, train_time_s=jnp.asarray(elapsed, jnp.float32))
+                checkpointer.save(done, state, force=True)
+            if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total:
+                writer.write(done, _scalars(trainer.evaluate(state["params"])), prefix="eval/")
+            if preempted:
+                checkpointer.wait()
+                raise Preempted(f"SIGTERM received: saved the checkpoint at step {done}; exiting.")
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        checkpointer.wait()
+        writer.flush()
+
+    train_time = float(state["train_time_s"]) if start < total else time_offset
+    eval_start = time.perf_counter()
+    test_metrics = trainer.evaluate(state["params"])
+    eval_time = time.perf_counter() - eval_start
+    model = trainer.bind(state["params"])
+    results = {
+        "experiment": type(experiment).__name__,
+        "steps": int(state["step"]),
+        "num_params": trainer.num_params,
+        "train_wall_time_s": train_time,
+        "eval_wall_time_s": eval_time,
+        "steps_per_second": (total - start) / max(time.perf_counter() - step_time_start, 1e-9)
+        if start < total
+        else None,
+        "devices": [str(d) for d in trainer.mesh.devices.flat],
+        "test": {k: _jsonable(v) for k, v in test_metrics.items()},
+        **experiment.describe(),
+    }
+    if is_main:
+        writer.write(int(state["step"]), _scalars(test_metrics), prefix="test/")
+        figures_dir = workdir / "figures"
+        figures_dir.mkdir(exist_ok=True)
+        from dfn_jax import viz
+
+        paths = list(experiment.write_figures(model, figures_dir))
+        paths.append(viz.plot_loss_curves(workdir, figures_dir / "loss_curves.png"))
+        results["figures"] = [str(p.relative_to(workdir)) for p in paths if p is not None]
+        (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    writer.close()
+    checkpointer.close()
+    return results

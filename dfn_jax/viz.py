@@ -1,0 +1,96 @@
+"""Figures as PNG files (matplotlib, Agg backend): frame strips, flow fields, loss curves.
+
+Arrays come in channels-last layout; grey frames ``[T, H, W, 1]`` in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dfn_jax.training.metric_writer import read_metrics  # noqa: E402
+
+
+def _show(ax, image, title=None):
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(np.clip(image, 0, 1), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def plot_sequence_rows(
+    rows: Sequence[np.ndarray], row_labels: Sequence[str], path: pathlib.Path, *, title: str = ""
+) -> pathlib.Path:
+    """One row of frames per array ``[T, H, W, C]`` (rows may differ in length), saved to path."""
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 1.0), squeeze=False)
+    for r, (frames, label) in enumerate(zip(rows, row_labels, strict=True)):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c < len(frames):
+                _show(ax, frames[c])
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_images(
+    images: Sequence[np.ndarray], titles: Sequence[str], path: pathlib.Path, *, ncols: int = 4
+) -> pathlib.Path:
+    """A grid of images (grey ``[H, W(, 1)]`` or RGB ``[H, W, 3]``) with titles."""
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 2.0, nrows * 2.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles, strict=False):
+        ax.axis("on")
+        _show(ax, image, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path | None:
+    """Training loss (and evaluation metrics, when logged) against step from metrics.jsonl."""
+    records = read_metrics(workdir)
+    train = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
+    if not train:
+        return None
+    evals = {}
+    for r in records:
+        for k, v in r.items():
+            if k.startswith("eval/") and isinstance(v, (int, float)):
+                evals.setdefault(k, []).append((r["step"], v))
+    ncols = 1 + bool(evals)
+    fig, axes = plt.subplots(1, ncols, figsize=(4.5 * ncols, 3.2), squeeze=False)
+    steps, losses = zip(*train, strict=True)
+    axes[0, 0].plot(steps, losses, lw=1)
+    axes[0, 0].set(xlabel="step", ylabel="training loss", title="training loss")
+    if evals:
+        ax = axes[0, 1]
+        for k, points in sorted(evals.items()):
+            s, v = zip(*points, strict=True)
+            ax.plot(s, v, marker="o", ms=3, label=k[len("eval/") :])
+        ax.set(xlabel="step", title="evaluation", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

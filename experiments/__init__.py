@@ -1,0 +1,1 @@
+"""Experiments: one small file per paper experiment, run by ``python -m experiments.main``."""
