@@ -49,6 +49,13 @@ class Experiment(abc.ABC):
         metrics come out as means per example (arrays, e.g. per prediction horizon, are fine).
         """
 
+    def config_problems(self) -> list[str]:
+        """Problems with the experiment's own config fields (data, model), each a sentence.
+
+        Checked, together with the trainer's fields, before anything is built or compiled.
+        """
+        return []
+
     def write_figures(self, model: nnx.Module, figures_dir: pathlib.Path) -> list[pathlib.Path]:
         """Writes the experiment's PNG figures; returns their paths."""
         del model, figures_dir

@@ -29,7 +29,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dfn_jax.training import optim
+from dfn_jax.training import optim, validation
 from dfn_jax.training.checkpoint import Checkpointer
 from dfn_jax.training.experiment import Experiment
 from dfn_jax.training.metric_writer import MetricWriter
@@ -61,8 +61,6 @@ def make_mesh(num_devices: int) -> jax.sharding.Mesh:
     """A 1-D data-parallel mesh over ``num_devices`` devices (0 or -1: all of them)."""
     devices = jax.devices()
     n = len(devices) if num_devices <= 0 else num_devices
-    if n > len(devices):
-        raise ValueError(f"`mesh.data` asks for {n} devices but only {len(devices)} exist.")
     return jax.sharding.Mesh(np.asarray(devices[:n]), ("data",))
 
 
@@ -80,13 +78,10 @@ class Trainer:
         self.experiment = experiment
         config = experiment.config
         self.config = config
+        validation.raise_if_problems(
+            validation.trainer_problems(config) + experiment.config_problems()
+        )
         self.mesh = make_mesh(config.get("mesh", {}).get("data", -1))
-        n = self.mesh.size
-        if config.batch_size % n:
-            raise ValueError(
-                f"`batch_size` ({config.batch_size}) must be divisible by the number of "
-                f"data-parallel devices ({n})."
-            )
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
 
@@ -248,7 +243,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         paths = list(experiment.write_figures(model, figures_dir))
         paths.append(viz.plot_loss_curves(workdir, figures_dir / "loss_curves.png"))
         results["figures"] = [str(p.relative_to(workdir)) for p in paths if p is not None]
-        (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     writer.close()
     checkpointer.close()
     return results

@@ -97,15 +97,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.eval_batch_size = 50
         config.log_every_steps = 25
     if variant == "quick":
-        config.num_train_steps = 1500
-        config.lr_halve_every_steps = 600
-        config.eval_every_steps = 500
-        config.checkpoint_every_steps = 250
-        config.num_eval_sequences = 500
+        config.num_train_steps = 700
+        config.lr_halve_every_steps = 300
+        config.eval_every_steps = 350
+        config.checkpoint_every_steps = 100
+        config.num_eval_sequences = 200
     if variant == "shapes":
         config.data.source = "shapes"
-        config.num_train_steps = 300
-        config.lr_halve_every_steps = 150
+        config.num_train_steps = 200
+        config.lr_halve_every_steps = 100
         config.eval_every_steps = 0
         config.checkpoint_every_steps = 100
         config.num_eval_sequences = 100

@@ -1,0 +1,337 @@
+"""Benchmark of the Moving MNIST training and evaluation steps through the real trainer code path.
+
+Builds ``Trainer(make_experiment(config))`` for the ``paper`` config (batch 16, 20 frames of
+64x64x1, the 637,361-parameter DFN) or ``--variant baseline`` (637,443 parameters), and for each
+``unroll`` value (handed to the model's two ``lax.scan`` loops) measures:
+
+* the jitted train step (``Trainer.train_step``: loss, gradients, Adam update; state donated):
+  lower and compile times, then the median wall time of ``--runs`` steps after ``--warmup``
+  steps, each blocked until ready, with the state threaded from one step to the next;
+* the jitted evaluation step (``Trainer.eval_step``: forward pass and the test metrics) at
+  ``--eval-batch`` sequences (the config's 100 by default): compile and median time;
+* memory: ``compiled.memory_analysis()`` (temp, argument, output, alias bytes), the process's
+  peak device memory (``memory_stats()["peak_bytes_in_use"]``, GPU only; a process-wide high-water
+  mark, so later entries include earlier ones) and the host's peak RSS (also process-wide);
+* FLOPs and bytes accessed from ``compiled.cost_analysis()``. XLA counts the body of a rolled loop
+  once, not once per iteration, so these are only whole-step figures for ``unroll=true``.
+
+The batches are synthetic (uniform in [0, 1)): no MNIST files are read; the step's cost does not
+depend on the pixel values. One device is used (``mesh.data = 1``).
+
+On CPU the default is ``--unroll true`` only: a rolled scan (``unroll=1``) of convolution
+gradients is extremely slow there (jax issue 12868; about 750 s per paper train step measured),
+so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``true,1``.
+
+Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--runs 5] [--unroll true,1]
+[--batch-size 16] [--eval-batch 100] [--small] [--out F]``. ``--small`` is a seconds-long smoke
+configuration (widths 4, batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to
+stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+from dfn_jax.training.trainer import Trainer
+from experiments.configs import moving_mnist as mm_config
+from experiments.main import make_experiment
+
+try:
+    from benchmarks._timing import median_time
+except ImportError:  # run as a script: ``python benchmarks/train_step.py``
+    from _timing import median_time
+
+CPU_ROLLED_NOTE = (
+    "unroll=1 not run by default on CPU: convolution gradients inside a rolled lax.scan are "
+    "extremely slow on the CPU backend (jax issue 12868; about 750 s per paper-config train step "
+    "measured, versus about 20 s fully unrolled). Pass --unroll true,1 to run it anyway."
+)
+ROLLED_FLOPS_NOTE = (
+    "XLA's cost analysis counts the body of a rolled loop once, not once per iteration: with "
+    "unroll != true, flops and bytes_accessed cover only part of the step."
+)
+
+
+def parse_unroll(text: str):
+    text = text.strip().lower()
+    if text in ("true", "full"):
+        return True
+    if text == "false":
+        return False
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"unroll must be true, false or an int >= 1, got {text!r}")
+    return value
+
+
+def build_config(args, unroll):
+    config = mm_config.get_config(args.variant)
+    config.mesh.data = 1  # one device: a per-device benchmark
+    config.data.source = "shapes"  # never read (synthetic batches); needs no files in any case
+    if args.small:
+        config.batch_size = 2
+        config.eval_batch_size = 4
+        config.data.image_size = 32
+        config.model.encoder_features = (4, 4, 4, 4, 4)
+        config.model.decoder_features = (4, 4, 4, 4)
+        config.model.hidden_features = 4
+        config.model.head_features = 4
+        config.model.num_input_frames = 3
+        config.model.num_output_frames = 3
+    if args.batch_size:
+        config.batch_size = args.batch_size
+    if args.eval_batch is not None and args.eval_batch > 0:
+        config.eval_batch_size = args.eval_batch
+    config.num_eval_sequences = config.eval_batch_size  # only has to be a multiple of it
+    with config.ignore_type():  # the config holds "auto"; the benchmark sets it explicitly
+        config.model.unroll = unroll
+    return config
+
+
+def synthetic_batch(seed, batch_size, experiment):
+    """``[B, T, H, W, C]`` float32 frames, uniform in [0, 1)."""
+    size = experiment.config.data.image_size
+    shape = (batch_size, experiment.num_frames, size, size, experiment.model_config.channels)
+    return jax.random.uniform(jax.random.key(seed), shape, jax.numpy.float32)
+
+
+def memory_of(compiled) -> dict:
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # unsupported on some backends and versions
+        return {}
+    if m is None:
+        return {}
+    out = {}
+    for name in ("temp", "argument", "output", "alias", "generated_code"):
+        value = getattr(m, f"{name}_size_in_bytes", None)
+        if value is not None:
+            out[f"{name}_bytes"] = int(value)
+    if {"temp_bytes", "argument_bytes", "output_bytes", "alias_bytes"} <= out.keys():
+        # Live at once at most: inputs + outputs (less the donated buffers reused) + scratch.
+        out["total_bytes"] = (
+            out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
+        )
+    return out
+
+
+def costs_of(compiled) -> dict:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:
+        return {}
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+        cost = cost[0] if cost else {}
+    if not cost:
+        return {}
+    out = {}
+    if cost.get("flops") is not None:
+        out["flops"] = float(cost["flops"])
+    if cost.get("bytes accessed") is not None:
+        out["bytes_accessed"] = float(cost["bytes accessed"])
+    return out
+
+
+def device_peak_bytes():
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:
+        return None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return int(stats["peak_bytes_in_use"])
+
+
+def host_peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def lower_and_compile(jitted, *args) -> tuple[dict, object]:
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    end = time.perf_counter()
+    times = {
+        "lower_s": lowered_at - start,
+        "compile_s": end - lowered_at,
+        "lower_compile_s": end - start,
+    }
+    return times, compiled
+
+
+def add_rates(res, batch_size):
+    median = res["median_s"]
+    res["steps_per_s"] = 1.0 / median
+    res["sequences_per_s"] = batch_size / median
+    if "flops" in res:
+        res["flops_per_s"] = res["flops"] / median
+
+
+def bench_train(trainer, batch, args) -> tuple[dict, dict]:
+    state = trainer.init_state()
+    res, compiled = lower_and_compile(trainer.train_step, state, batch)
+    print(f"  train: lower+compile {res['lower_compile_s']:.1f} s", file=sys.stderr)
+    res["memory"] = memory_of(compiled)
+    res.update(costs_of(compiled))
+    losses = []
+    for i in range(args.warmup):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch)  # the state is donated: thread it through
+        losses.append(float(jax.block_until_ready(metrics)["loss"]))
+        print(f"  train warm-up {i}: {time.perf_counter() - start:.2f} s", file=sys.stderr)
+    times = []
+    for i in range(args.runs):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+        losses.append(float(metrics["loss"]))
+        print(f"  train step {i}: {times[-1]:.2f} s", file=sys.stderr)
+    if not np.all(np.isfinite(losses)):
+        raise FloatingPointError(f"non-finite training loss: {losses}")
+    res.update(median_s=statistics.median(times), min_s=min(times), runs=args.runs, times_s=times)
+    res["losses"] = losses
+    add_rates(res, batch.shape[0])
+    res["device_peak_bytes_in_use"] = device_peak_bytes()
+    return res, state["params"]
+
+
+def bench_eval(trainer, params, batch, args) -> dict:
+    res, compiled = lower_and_compile(trainer.eval_step, params, batch)
+    print(f"  eval: lower+compile {res['lower_compile_s']:.1f} s", file=sys.stderr)
+    res["memory"] = memory_of(compiled)
+    res.update(costs_of(compiled))
+    res.update(median_time(compiled, params, batch, runs=args.runs, warmup=args.warmup))
+    print(f"  eval step: {res['median_s']:.2f} s (median)", file=sys.stderr)
+    add_rates(res, batch.shape[0])
+    res["device_peak_bytes_in_use"] = device_peak_bytes()
+    return res
+
+
+def bench_unroll(args, unroll) -> tuple[dict, object]:
+    config = build_config(args, unroll)
+    experiment = make_experiment(config)
+    trainer = Trainer(experiment)
+    train_batch = trainer.shard_batch(synthetic_batch(0, config.batch_size, experiment))
+    record = {
+        "unroll": unroll,
+        "num_params": trainer.num_params,
+        "batch_shape": list(train_batch.shape),
+    }
+    record["train"], params = bench_train(trainer, train_batch, args)
+    if args.eval_batch == 0:
+        record["eval"] = {"skipped": "--eval-batch 0"}
+    else:
+        eval_batch = trainer.shard_batch(synthetic_batch(1, config.eval_batch_size, experiment))
+        record["eval_batch_shape"] = list(eval_batch.shape)
+        record["eval"] = bench_eval(trainer, params, eval_batch, args)
+    record["host_peak_rss_bytes"] = host_peak_rss_bytes()
+    return record, config
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variant", choices=("paper", "baseline"), default="paper")
+    p.add_argument("--batch-size", type=int, default=0, help="training batch (config: 16)")
+    p.add_argument(
+        "--eval-batch", type=int, default=None, help="evaluation batch (config: 100); 0: skip"
+    )
+    p.add_argument("--runs", type=int, default=None, help="timed steps (5 on CPU, else 20)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
+    p.add_argument(
+        "--unroll",
+        default=None,
+        help="comma-separated scan unroll values: true, false or ints (CPU: true; else true,1)",
+    )
+    p.add_argument("--small", action="store_true", help="tiny smoke-test configuration")
+    p.add_argument("--out", help="also write the JSON document to this file")
+    args = p.parse_args(argv)
+    on_cpu = jax.default_backend() == "cpu"
+    if args.runs is None:
+        args.runs = 5 if on_cpu else 20
+    if args.runs < 1 or args.warmup < 0 or args.batch_size < 0:
+        p.error("--runs must be >= 1, --warmup and --batch-size >= 0")
+    if args.eval_batch is not None and args.eval_batch < 0:
+        p.error("--eval-batch must be >= 0")
+    args.unroll_note = None
+    if args.unroll is None:
+        args.unroll = "true" if on_cpu else "true,1"
+        if on_cpu:
+            args.unroll_note = CPU_ROLLED_NOTE
+    try:
+        args.unroll = [parse_unroll(s) for s in args.unroll.split(",") if s.strip()]
+    except ValueError as e:
+        p.error(f"--unroll: {e}")
+    if not args.unroll:
+        p.error("--unroll needs at least one value")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    wall_start = time.perf_counter()
+    device = jax.devices()[0]
+    doc = {
+        "benchmark": "train_step",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "devices_used": 1,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": list(os.getloadavg()),
+        "experiment": "moving_mnist",
+        "variant": args.variant,
+        "small": args.small,
+        "data": "synthetic, uniform in [0, 1) (no MNIST files read)",
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "unroll_values": args.unroll,
+        "unroll_note": args.unroll_note,
+        "flops_note": ROLLED_FLOPS_NOTE,
+        "results": [],
+    }
+    config = None
+    for unroll in args.unroll:
+        print(f"{args.variant}{' (small)' if args.small else ''}: unroll={unroll}", file=sys.stderr)
+        record, config = bench_unroll(args, unroll)
+        doc["results"].append(record)
+    model = config.model
+    doc["num_params"] = doc["results"][0]["num_params"]
+    doc["config"] = {
+        "batch_size": config.batch_size,
+        "eval_batch_size": config.eval_batch_size if args.eval_batch != 0 else None,
+        "image_size": config.data.image_size,
+        "num_input_frames": model.num_input_frames,
+        "num_output_frames": model.num_output_frames,
+        "filter_size": model.filter_size,
+        "dynamic_filter": model.dynamic_filter,
+        "encoder_features": list(model.encoder_features),
+        "decoder_features": list(model.decoder_features),
+        "hidden_features": model.hidden_features,
+        "head_features": model.head_features,
+        "learning_rate": config.learning_rate,
+    }
+    doc["load_average_end"] = list(os.getloadavg())
+    doc["total_wall_s"] = time.perf_counter() - wall_start
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Configuration checks that run before anything is built or compiled.
+
+Every problem found is collected, so one error lists them all instead of surfacing one per run.
+"""
+
+from __future__ import annotations
+
+import jax
+
+
+class ConfigError(ValueError):
+    """A configuration with one or more problems; the message lists each on its own line."""
+
+
+POSITIVE_INTS = ("batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps")
+NON_NEGATIVE_INTS = ("eval_every_steps", "lr_halve_every_steps")
+
+
+def trainer_problems(config) -> list[str]:
+    """Problems with the fields the shared trainer reads."""
+    problems = []
+    for name in POSITIVE_INTS:
+        value = config.get(name)
+        if not isinstance(value, int) or value <= 0:
+            problems.append(f"`{name}` must be a positive integer, got {value!r}.")
+    for name in NON_NEGATIVE_INTS:
+        value = config.get(name, 0)
+        if not isinstance(value, int) or value < 0:
+            problems.append(f"`{name}` must be a non-negative integer, got {value!r}.")
+    lr = config.get("learning_rate")
+    if not isinstance(lr, (int, float)) or not lr > 0:
+        problems.append(f"`learning_rate` must be a positive number, got {lr!r}.")
+    devices = config.get("mesh", {}).get("data", -1)
+    available = jax.device_count()
+    n = available if devices in (0, -1) else devices
+    if not isinstance(n, int) or n <= 0 or n > available:
+        problems.append(f"`mesh.data` must be -1 (all) or 1..{available} devices, got {devices!r}.")
+    elif isinstance(config.get("batch_size"), int) and config.batch_size % n:
+        problems.append(
+            f"`batch_size` ({config.batch_size}) must be divisible by the number of data-parallel "
+            f"devices ({n}); set `mesh.data` or change `batch_size`."
+        )
+    return problems
+
+
+def raise_if_problems(problems: list[str], *, what: str = "configuration") -> None:
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"The {what} has {len(problems)} problem(s):\n{lines}")

@@ -1,0 +1,69 @@
+"""Smoke tests of the benchmark scripts: tiny runs in a subprocess, one JSON document on stdout."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(name, *flags):
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)  # the suite's 8 fake devices: not wanted for a timing run
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *flags],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+HEADER_KEYS = {"benchmark", "date", "jax_version", "backend", "device_kind", "cpu_count", "runs"}
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_small(tmp_path):
+    out = tmp_path / "train_step.json"
+    doc = run_benchmark("train_step", "--small", "--runs", "1", "--out", str(out))
+    assert json.loads(out.read_text()) == doc
+    assert HEADER_KEYS <= doc.keys()
+    assert doc["benchmark"] == "train_step" and doc["small"] and doc["runs"] == 1
+    assert {"num_params", "config", "unroll_values", "unroll_note", "total_wall_s"} <= doc.keys()
+    assert doc["unroll_values"] == [True]  # CPU default: the rolled scan is skipped, and why
+    assert "12868" in doc["unroll_note"]
+    (record,) = doc["results"]
+    assert record["unroll"] is True and record["num_params"] == doc["num_params"] > 0
+    assert record["batch_shape"] == [2, 6, 32, 32, 1]
+    for step in ("train", "eval"):
+        res = record[step]
+        for key in ("lower_s", "compile_s", "lower_compile_s", "median_s", "min_s"):
+            assert res[key] > 0, (step, key)
+        assert res["steps_per_s"] == pytest.approx(1 / res["median_s"])
+        assert {"temp_bytes", "argument_bytes", "output_bytes"} <= res["memory"].keys()
+        assert "device_peak_bytes_in_use" in res and "sequences_per_s" in res
+    assert len(record["train"]["times_s"]) == 1
+    assert all(abs(v) < 1e3 for v in record["train"]["losses"])
+
+
+@pytest.mark.slow
+def test_dynamic_filter_benchmark_tiny():
+    doc = run_benchmark("dynamic_filter", "--shapes", "1,8,8,1,3,3", "--runs", "2")
+    assert HEADER_KEYS <= doc.keys()
+    assert doc["benchmark"] == "dynamic_local_filter" and doc["runs"] == 2
+    (record,) = doc["results"]
+    assert record["shape"] == {"B": 1, "H": 8, "W": 8, "C": 1, "kh": 3, "kw": 3}
+    assert {"bytes", "copy", "roofline_s", "implementations", "ratios"} <= record.keys()
+    assert set(record["implementations"]) == {"fast", "reference", "patches"}
+    for res in record["implementations"].values():
+        for name in ("forward", "forward_backward"):
+            assert res[name]["median_s"] > 0 and res[name]["runs"] == 2
+            assert res["compile_s"][name] > 0

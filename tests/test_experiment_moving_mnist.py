@@ -1,0 +1,111 @@
+"""End-to-end tests of the shared trainer on the Moving MNIST experiment at toy size."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from dfn_jax.training import read_metrics
+from experiments import main
+from experiments.configs import moving_mnist as mm_config
+
+
+def tiny_config(**overrides):
+    """The embedded-data config shrunk to seconds: 32x32 frames, 3 in / 3 out, 2 sequences."""
+    config = mm_config.get_config("shapes")
+    config.mesh.data = 1
+    config.batch_size = 2
+    config.num_train_steps = 3
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 2
+    config.eval_every_steps = 0
+    config.num_eval_sequences = 4
+    config.eval_batch_size = 2
+    config.num_figure_sequences = 1
+    config.data.image_size = 32
+    config.model.encoder_features = (4, 4, 4, 4, 4)
+    config.model.decoder_features = (4, 4, 4, 4)
+    config.model.hidden_features = 4
+    config.model.head_features = 4
+    config.model.num_input_frames = 3
+    config.model.num_output_frames = 3
+    for key, value in overrides.items():
+        target = config
+        *path, last = key.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = value
+    return config
+
+
+def test_variants_parse_and_unknown_variant_fails():
+    for arg in ["shapes", "quick", "paper", "baseline", "quick,baseline"]:
+        config = mm_config.get_config(arg)
+        assert config.experiment == "moving_mnist"
+    assert mm_config.get_config("baseline").model.dynamic_filter is False
+    assert mm_config.get_config("baseline").learning_rate == 1e-4
+    assert mm_config.get_config("paper").batch_size == 16
+    with pytest.raises(ValueError, match="Unknown moving_mnist variant"):
+        mm_config.get_config("nonsense")
+
+
+@pytest.mark.parametrize("variant,expected", [("paper", 637_361), ("baseline", 637_443)])
+def test_paper_parameter_counts_through_the_experiment(variant, expected):
+    from flax import nnx
+
+    from dfn_jax.models import count_params
+
+    experiment = main.make_experiment(mm_config.get_config(variant))  # Loads no data.
+    assert count_params(experiment.build_model(nnx.Rngs(0))) == expected
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    results = main.train_and_evaluate(tiny_config(), str(workdir))
+    return workdir, results
+
+
+def test_run_writes_checkpoints_logs_figures_and_results(finished_run):
+    workdir, results = finished_run
+    assert results["steps"] == 3
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["num_params"] == results["num_params"] > 0
+    for name in ["bce", "mse", "mae", "ssim", "psnr"]:
+        assert np.isfinite(saved["test"][name])
+        assert len(saved["test"][f"{name}_per_horizon"]) == 3
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == 3
+    records = read_metrics(workdir)
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    figures = {p.name for p in (workdir / "figures").glob("*.png")}
+    assert {"prediction_0.png", "flow.png", "loss_curves.png"} <= figures
+    for name in figures:
+        assert (workdir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resumed_run_matches_an_uninterrupted_one_bitwise(tmp_path, finished_run):
+    _, uninterrupted = finished_run
+    # Stop after 2 steps (as a killed run would leave its step-2 checkpoint), then re-run.
+    main.train_and_evaluate(tiny_config(num_train_steps=2), str(tmp_path))
+    resumed = main.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert resumed["steps"] == 3
+    assert resumed["test"] == uninterrupted["test"]
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path):
+    config = tiny_config(learning_rate=1e30, num_train_steps=6, checkpoint_every_steps=1)
+    with pytest.raises(FloatingPointError, match=r"Non-finite .* at step \d+"):
+        main.train_and_evaluate(config, str(tmp_path))
+    steps = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    records = {r["step"]: r["train/loss"] for r in read_metrics(tmp_path) if "train/loss" in r}
+    assert all(np.isfinite(records[s]) for s in steps)
+
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="not writable"):
+        main.train_and_evaluate(tiny_config(), str(pathlib.Path(blocker) / "run"))
