@@ -64,7 +64,8 @@ def dynamic_convolution(
     if k.shape[0] != x.shape[0] or k.shape[3] != x.shape[3]:
         raise ValueError(
             f"`kernels` shape {tuple(kernels.shape)} does not match `inputs` shape "
-            f"{tuple(inputs.shape)}: expected {layout} with B = {x.shape[0]} and Cin = {x.shape[3]}."
+            f"{tuple(inputs.shape)}: expected {layout} with B = {x.shape[0]} and "
+            f"Cin = {x.shape[3]}."
         )
     strides = _checks.int_pair(stride, name="stride")
     pads = _explicit_padding(padding, k.shape[1:3], x.shape[1:3], strides)
