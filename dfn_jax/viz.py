@@ -1,6 +1,8 @@
-"""Figures as PNG files (matplotlib, Agg backend): frame strips, flow fields, loss curves.
+"""Figures as PNG files: frame strips, flow fields, loss curves.
 
-Arrays come in channels-last layout; grey frames ``[T, H, W, 1]`` in ``[0, 1]``.
+Drawn on ``matplotlib.figure.Figure`` objects directly (no pyplot), so importing this module
+never changes the backend of a notebook. Arrays are channels-last; grey frames ``[T, H, W, 1]``
+in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -8,13 +10,21 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from dfn_jax.training.metric_writer import read_metrics
 
-from dfn_jax.training.metric_writer import read_metrics  # noqa: E402
+
+def _subplots(nrows, ncols, figsize):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
 
 
 def _show(ax, image, title=None):
@@ -33,7 +43,7 @@ def plot_sequence_rows(
 ) -> pathlib.Path:
     """One row of frames per array ``[T, H, W, C]`` (rows may differ in length), saved to path."""
     cols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 1.0), squeeze=False)
+    fig, axes = _subplots(len(rows), cols, (cols * 0.9, len(rows) * 1.0))
     for r, (frames, label) in enumerate(zip(rows, row_labels, strict=True)):
         for c in range(cols):
             ax = axes[r, c]
@@ -44,10 +54,7 @@ def plot_sequence_rows(
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_images(
@@ -55,16 +62,25 @@ def plot_images(
 ) -> pathlib.Path:
     """A grid of images (grey ``[H, W(, 1)]`` or RGB ``[H, W, 3]``) with titles."""
     nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 2.0, nrows * 2.1), squeeze=False)
+    fig, axes = _subplots(nrows, ncols, (ncols * 2.0, nrows * 2.1))
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles, strict=False):
         ax.axis("on")
         _show(ax, image, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def flow_legend(size: int = 64) -> np.ndarray:
+    """The colour wheel that :func:`dfn_jax.ops.flow_to_rgb` draws: offset (dx, dy) at each pixel
+    of a ``size x size`` square, magnitude 1 at the edge. Image rows grow downwards (+dy)."""
+    from dfn_jax import ops
+
+    r = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    dx, dy = np.meshgrid(r, r)
+    rgb = np.array(ops.flow_to_rgb(np.stack([dx, dy], -1), max_magnitude=1.0))
+    rgb[np.hypot(dx, dy) > 1.0] = 1.0
+    return rgb
 
 
 def plot_loss_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path | None:
@@ -79,7 +95,7 @@ def plot_loss_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path 
             if k.startswith("eval/") and isinstance(v, (int, float)):
                 evals.setdefault(k, []).append((r["step"], v))
     ncols = 1 + bool(evals)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.5 * ncols, 3.2), squeeze=False)
+    fig, axes = _subplots(1, ncols, (4.5 * ncols, 3.2))
     steps, losses = zip(*train, strict=True)
     axes[0, 0].plot(steps, losses, lw=1)
     axes[0, 0].set(xlabel="step", ylabel="training loss", title="training loss")
@@ -90,7 +106,4 @@ def plot_loss_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path 
             ax.plot(s, v, marker="o", ms=3, label=k[len("eval/") :])
         ax.set(xlabel="step", title="evaluation", yscale="log")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -37,7 +37,11 @@ def main(argv):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+        results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except training.Preempted as e:
+        print(f"{e} Re-run the same command to resume.", flush=True)
+        return
     test = results["test"]
     shown = {k: v for k, v in test.items() if not isinstance(v, list)}
     print(f"Done: {results['steps']} steps, {results['num_params']:,} parameters.")

@@ -189,6 +189,8 @@ class MovingMNIST(Experiment):
             for i in range(n):
                 images += [frames[i, n_in - 1], predicted[i, 0], rgb[i]]
                 titles += [f"seq {i}: last input", "first prediction", "flow from filters"]
+            images.append(viz.flow_legend())
+            titles.append("colour key: (dx, dy) the output reads from")
             paths.append(viz.plot_images(images, titles, figures_dir / "flow.png", ncols=3))
         return paths
 

@@ -112,12 +112,16 @@ try:
     test_digits = mnist.load_mnist_digits("test", mnist_dir=MNIST_DIR or None, download=DOWNLOAD)
     SOURCE = "mnist"
     print(
-        f"MNIST test digits {test_digits.shape} {test_digits.dtype}, from {MNIST_DIR or 'the cache'}"
+        f"MNIST test digits {test_digits.shape} {test_digits.dtype}",
+        f"from {MNIST_DIR or 'the download cache'}",
     )
-except mnist.MNISTNotFoundError as e:
+except mnist.MNISTNotFoundError:
     test_digits = None
     SOURCE = "shapes"
-    print(f"No MNIST digits ({str(e).splitlines()[0]}); using the embedded bouncing shapes.")
+    print(
+        "No MNIST digits found (set DFN_MNIST_DIR to a folder with the IDX files to use them); "
+        "using the embedded bouncing shapes."
+    )
 
 
 def make_sequences(keys, *, num_frames, image_size):
@@ -176,9 +180,9 @@ plot_strips(
 #
 # The configs are `ml_collections.ConfigDict`s, so fields can be changed before the run:
 # `get_config("quick")` (MNIST) and `get_config("shapes")` are CPU-sized variants of the paper's
-# setup; here they are cut to 300 steps. With `DFN_NOTEBOOK_SMALL=1` (the test suite) the model
-# and data shrink much further, to check that everything runs: the predictions of that run are
-# noise.
+# setup (narrower layers, batch 8); here both run 300 steps, which takes 5 to 20 minutes on a
+# 2-core CPU and much less on a GPU. With `DFN_NOTEBOOK_SMALL=1` (the test suite) the model
+# and data shrink much further, only to check that everything runs: that run predicts blurs.
 
 # %%
 config = get_config("quick" if SOURCE == "mnist" else "shapes")
@@ -268,9 +272,9 @@ print(
 # ## 3. Predictions
 #
 # `model(frames)` reads the first `num_input_frames` frames of a clip and predicts the next
-# `num_output_frames` in **closed loop**: after the first prediction every step reads the model's own
-# previous prediction, never the truth. It returns a `VideoPrediction(frames, filters)`. A few test
-# sequences, at the size the model was trained on:
+# `num_output_frames` in **closed loop**: after the first prediction every step reads the model's
+# own previous prediction, never the truth. It returns a `VideoPrediction(frames, filters)`. Two
+# test sequences, at the size the model was trained on:
 
 # %%
 forward = nnx.jit(lambda model, frames: model(frames))  # compiled once per input shape
@@ -292,7 +296,8 @@ for i in range(len(clips)):
 # `model.predict(context, num_future)` runs the same closed loop from any number of context frames
 # for any number of steps, also past the horizon the model was trained on. Here it predicts twice as
 # many frames as in training; the red line marks the end of the training horizon. Errors compound
-# as the model keeps reading its own predictions, so the digits blur and fade.
+# as the model keeps reading its own predictions, so the predictions get blurrier the further they
+# go.
 
 # %%
 num_future = 2 * N_OUT
@@ -318,22 +323,23 @@ plot_strips(
 # ## 4. The flow in the filters
 #
 # Every predicted pixel is `sum_t f_t * previous[y + dy_t, x + dx_t]` over the 81 taps of its
-# softmax filter `f`. The filter's expected offset, `sum_t f_t * (dx_t, dy_t)`, is where on
-# average the pixel reads from: `ops.filter_flow` computes it for every pixel and
-# `ops.flow_to_rgb` renders it, hue for the direction (see the wheel) and saturation for the length,
-# white for none. This is the paper's visualisation (its Figure 5).
+# softmax filter `f`. The filter's expected offset, `sum_t f_t * (dx_t, dy_t)`, is where the pixel
+# reads from on average: `ops.filter_flow` computes it for every pixel, and `ops.flow_to_rgb`
+# renders it with hue for the direction (see the colour wheel), saturation for the length and
+# white for none. This is how the paper shows what its video model learned.
 #
 # It is a **backward flow**: it points from each pixel of the new frame *to where it samples the
-# previous frame*. The motion of the content is its negative: a digit moving right is predicted by
-# filters that read from the left. The arrows on the prediction show the motion, `-flow` (drawn at
-# twice its length), at the brighter pixels. In the black background the filters' direction does not change the prediction
-# (every neighbour is black), so only the flow on and around the digits means something. The last
-# panel is the 9x9 filter of the brightest predicted pixel (its centre tap marked with a cross).
+# previous frame*. The motion of the content is its negative: a digit moving right is predicted
+# by filters that read from the left. The arrows on the prediction show the motion, `-flow`
+# (drawn at twice its length), at the brighter pixels. In the black background the direction of
+# a filter does not change the prediction (every neighbour is black), so only the flow on and
+# around the digits means something. The last panel is the 9x9 filter of the brightest predicted
+# pixel, its centre tap marked with a cross: a peak away from the centre is a shift.
 
 
 # %%
 def colour_wheel(radius, n=101):
-    """``flow_to_rgb`` of a grid of offsets in ``[-radius, radius]^2``: the legend of the colours."""
+    """``flow_to_rgb`` of the offsets in ``[-radius, radius]^2``: the legend of the colours."""
     d = np.linspace(-radius, radius, n, dtype=np.float32)
     dx, dy = np.meshgrid(d, d)
     wheel = np.array(ops.flow_to_rgb(np.stack([dx, dy], axis=-1), max_magnitude=radius))
@@ -372,7 +378,8 @@ for i, row in enumerate(axes):
     row[2].imshow(flow_rgb[i])
     row[2].set_title("filter flow (backward)", fontsize=9)
     row[3].imshow(colour_wheel(radius), extent=(-radius, radius, radius, -radius))
-    row[3].set_title("legend: (dx, dy) in px", fontsize=9)
+    row[3].set(xlabel="dx (px)", ylabel="dy (px)")
+    row[3].set_title("legend of the colours", fontsize=9)
     y, x = np.unravel_index(np.argmax(first), first.shape)
     row[4].imshow(
         np.asarray(first_filters[i, y, x]).reshape(K, K),

@@ -140,17 +140,23 @@ def test_small_model_shapes_range_and_extra_frames_ignored():
     np.testing.assert_allclose(short.frames, out.frames, atol=1e-6)
 
 
-def test_matches_a_step_by_step_python_loop():
-    """The two scans (warm-up without decoder, then prediction) equal the paper's 19-step loop."""
-    model = _model(SMALL)
-    clip = _clip((2, 6, 8, 8, 1), seed=1)
+@pytest.mark.parametrize(("num_input", "num_output"), [(3, 3), (2, 1)])
+def test_matches_a_step_by_step_python_loop(num_input, num_output):
+    """The two scans (warm-up without decoder, then prediction) equal the paper's 19-step loop.
+
+    ``(2, 1)`` gives length-1 phases, which are called directly instead of scanned.
+    """
+    config = _small(num_input_frames=num_input, num_output_frames=num_output)
+    model = _model(config)
+    clip = _clip((2, num_input + num_output, 8, 8, 1), seed=1)
     out = _forward(model, clip)
+    assert out.frames.shape == (2, num_output, 8, 8, 1)
     hidden = model.recurrence.initial_state(2, 4, 4)
     frame, predictions = clip[:, 0], []
-    for step in range(SMALL.num_steps):
+    for step in range(config.num_steps):
         hidden, features = model.recurrence(hidden, model.encode(frame))
         prediction, _ = model.decode(features, frame)
-        if step >= SMALL.num_input_frames - 1:
+        if step >= num_input - 1:
             predictions.append(prediction)
             frame = prediction
         else:

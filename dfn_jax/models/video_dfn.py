@@ -222,6 +222,18 @@ def _upsample_nearest_2x(x: jax.Array) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _scan(step, init, xs, length: int, unroll: int | bool):
+    """``jax.lax.scan``, except that a single step is called directly.
+
+    ``lax.scan`` turns ``unroll=True`` into ``unroll=length``, so a length-1 scan stays a rolled
+    while loop, where XLA:CPU runs convolution gradients on its slow path (jax issue 12868).
+    """
+    if length != 1:
+        return jax.lax.scan(step, init, xs, length=length, unroll=unroll)
+    carry, ys = step(init, None if xs is None else jax.tree.map(lambda x: x[0], xs))
+    return carry, jax.tree.map(lambda y: y[None], ys)
+
+
 class VideoDFN(nnx.Module):
     """The paper's recurrent Dynamic Filter Network for next-frame prediction.
 
@@ -429,7 +441,7 @@ class VideoDFN(nnx.Module):
             return carry, None
 
         if num_context > 1:
-            hidden, _ = jax.lax.scan(warm_up_step, hidden, time_major[:-1], unroll=cfg.unroll)
+            hidden, _ = _scan(warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll)
 
         def prediction_step(carry, teacher_frame):
             model = nnx.merge(graphdef, state)
@@ -440,12 +452,8 @@ class VideoDFN(nnx.Module):
             return (hidden, next_frame), (prediction, filters)
 
         xs = None if teacher is None else jnp.moveaxis(teacher, 1, 0)
-        _, (predictions, filters) = jax.lax.scan(
-            prediction_step,
-            (hidden, time_major[-1]),
-            xs,
-            length=num_future,
-            unroll=cfg.unroll,
+        _, (predictions, filters) = _scan(
+            prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll
         )
         predictions = jnp.moveaxis(predictions, 0, 1)
         if filters is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import warnings
 from typing import Any
 
 import jax
@@ -43,6 +44,30 @@ class Checkpointer:
         ``template`` (a pytree of arrays or ``jax.ShapeDtypeStruct``)."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_latest(self, template: Any) -> tuple[int | None, Any]:
+        """Restores the newest checkpoint that loads; returns ``(step, state)``, or
+        ``(None, template)`` when there is none.
+
+        A checkpoint that fails to load (truncated file, missing metadata) is reported with a
+        warning naming it, moved aside to ``<step>.corrupt`` (kept for inspection, never
+        deleted) and the previous one is tried.
+        """
+        for step in reversed(self.all_steps()):
+            try:
+                return step, self.restore(step, template)
+            except Exception as e:  # noqa: BLE001 (any failure to read means "not usable")
+                path = self.directory / str(step)
+                message = (
+                    f"Checkpoint {path} could not be restored ({type(e).__name__}: {e}); "
+                    f"moving it to {path}.corrupt and trying the previous one."
+                )
+                log.warning(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                if path.exists():
+                    path.rename(path.with_name(f"{step}.corrupt"))
+                self._manager.reload()
+        return None, template
 
     def wait(self) -> None:
         """Blocks until asynchronous saves have been committed."""

@@ -165,11 +165,8 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
     trainer = Trainer(experiment)
     checkpointer = Checkpointer(workdir, max_to_keep=config.get("checkpoints_to_keep", 3))
     writer = MetricWriter(workdir, enabled=is_main)
-    state = trainer.init_state()
-    latest = checkpointer.latest_step()
+    latest, state = checkpointer.restore_latest(trainer.init_state())
     if latest is not None:
-        state = checkpointer.restore(latest, state)
-        log.info("Resumed from the checkpoint at step %d in %s", latest, checkpointer.directory)
         print(f"Resuming from step {latest} ({checkpointer.directory})", flush=True)
     start = int(state["step"])
     total = config.num_train_steps
