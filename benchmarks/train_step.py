@@ -19,7 +19,8 @@ The batches are synthetic (uniform in [0, 1)): no MNIST files are read; the step
 depend on the pixel values. One device is used (``mesh.data = 1``).
 
 On CPU the default is ``--unroll true`` only: a rolled scan (``unroll=1``) of convolution
-gradients is extremely slow there (jax issue 12868; about 750 s per paper train step measured),
+gradients is extremely slow there (jax issue 12868; about 750 s per paper train step,
+reported in the project brief for this model; not re-measured here),
 so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``true,1``.
 
 Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--runs 5] [--unroll true,1]
@@ -53,8 +54,9 @@ except ImportError:  # run as a script: ``python benchmarks/train_step.py``
 
 CPU_ROLLED_NOTE = (
     "unroll=1 not run by default on CPU: convolution gradients inside a rolled lax.scan are "
-    "extremely slow on the CPU backend (jax issue 12868; about 750 s per paper-config train step "
-    "measured, versus about 20 s fully unrolled). Pass --unroll true,1 to run it anyway."
+    "extremely slow on the CPU backend (jax issue 12868; the project brief reports about 750 s "
+    "per paper-config train step, not re-measured here, versus about 20-27 s fully unrolled). "
+    "Pass --unroll true,1 to run it anyway."
 )
 ROLLED_FLOPS_NOTE = (
     "XLA's cost analysis counts the body of a rolled loop once, not once per iteration: with "

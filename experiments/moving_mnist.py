@@ -20,6 +20,7 @@ from dfn_jax import ops, viz
 from dfn_jax.data import mnist, moving_mnist, shapes
 from dfn_jax.models import VideoDFN, VideoDFNConfig
 from dfn_jax.training import Experiment
+from dfn_jax.training.experiment import dataclass_from_config
 
 SOURCES = ("mnist", "shapes")
 
@@ -33,16 +34,8 @@ def resolve_unroll(unroll):
 
 
 def model_config(config) -> VideoDFNConfig:
-    fields = {f.name for f in dataclasses.fields(VideoDFNConfig)}
-    values = config.model.to_dict()
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"unknown `model` keys {unknown}; VideoDFNConfig has {sorted(fields)}.")
-    values["unroll"] = resolve_unroll(values.get("unroll", "auto"))
-    for k, v in values.items():
-        if isinstance(v, list):
-            values[k] = tuple(v)
-    return VideoDFNConfig(**values)
+    unroll = resolve_unroll(config.model.get("unroll", "auto"))
+    return dataclass_from_config(VideoDFNConfig, config.model, unroll=unroll)
 
 
 class MovingMNIST(Experiment):

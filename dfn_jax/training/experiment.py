@@ -8,6 +8,7 @@ jitted steps, sharding, checkpoints, logging, evaluation loop, ``results.json``)
 from __future__ import annotations
 
 import abc
+import dataclasses
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,6 +17,21 @@ import jax
 from flax import nnx
 
 PyTree = Any
+
+
+def dataclass_from_config(cls, section, **overrides):
+    """Builds the config dataclass ``cls`` (e.g. a model's) from a ``ConfigDict`` section.
+
+    Unknown keys are an error (a typo in a forked config must not be silently ignored); lists
+    become tuples; ``overrides`` replace values after conversion.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} for {cls.__name__}; it has {sorted(fields)}.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**{**values, **overrides})
 
 
 class Experiment(abc.ABC):
