@@ -41,10 +41,6 @@ def model_config(config) -> VideoDFNConfig:
 class MovingMNIST(Experiment):
     """20-frame sequences: 10 observed, 10 predicted in closed loop; BCE loss."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self._data_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-
     @functools.cached_property
     def model_config(self) -> VideoDFNConfig:
         return model_config(self.config)
@@ -119,7 +115,7 @@ class MovingMNIST(Experiment):
         return VideoDFN(self.model_config, rngs=rngs)
 
     def train_batch(self, step: int) -> jax.Array:
-        keys = jax.random.split(jax.random.fold_in(self._data_key, step), self.config.batch_size)
+        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
         return self._generators[0](keys)
 
     def eval_batches(self):

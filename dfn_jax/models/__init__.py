@@ -10,6 +10,10 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from dfn_jax.models._common import FilterGenerator, UntiedBiasConv
+from dfn_jax.models.highway import HighwayDFN, HighwayDFNConfig
+from dfn_jax.models.steerable import SteerableDFN, SteerableDFNConfig
+from dfn_jax.models.stereo import StereoDFN, StereoDFNConfig, StereoPrediction
 from dfn_jax.models.video_dfn import VideoDFN, VideoDFNConfig, VideoPrediction
 
 
@@ -18,4 +22,18 @@ def count_params(model: nnx.Module) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-__all__ = ["VideoDFN", "VideoDFNConfig", "VideoPrediction", "count_params"]
+__all__ = [
+    "FilterGenerator",
+    "HighwayDFN",
+    "HighwayDFNConfig",
+    "SteerableDFN",
+    "SteerableDFNConfig",
+    "StereoDFN",
+    "StereoDFNConfig",
+    "StereoPrediction",
+    "UntiedBiasConv",
+    "VideoDFN",
+    "VideoDFNConfig",
+    "VideoPrediction",
+    "count_params",
+]

@@ -47,6 +47,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell, DynamicLocalFilter
+from dfn_jax.models._common import scan_steps, upsample_nearest_2x
 
 RECURRENCES = ("additive", "convlstm")
 BASELINE_OUTPUTS = ("sigmoid", "identity")
@@ -217,23 +218,6 @@ def _leaky(x: jax.Array, slope: float) -> jax.Array:
     return jax.nn.leaky_relu(x, negative_slope=slope)
 
 
-def _upsample_nearest_2x(x: jax.Array) -> jax.Array:
-    """``[B, h, w, C] -> [B, 2h, 2w, C]`` by repeating every pixel into a 2x2 block."""
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def _scan(step, init, xs, length: int, unroll: int | bool):
-    """``jax.lax.scan``, except that a single step is called directly.
-
-    ``lax.scan`` turns ``unroll=True`` into ``unroll=length``, so a length-1 scan stays a rolled
-    while loop, where XLA:CPU runs convolution gradients on its slow path (jax issue 12868).
-    """
-    if length != 1:
-        return jax.lax.scan(step, init, xs, length=length, unroll=unroll)
-    carry, ys = step(init, None if xs is None else jax.tree.map(lambda x: x[0], xs))
-    return carry, jax.tree.map(lambda y: y[None], ys)
-
-
 class VideoDFN(nnx.Module):
     """The paper's recurrent Dynamic Filter Network for next-frame prediction.
 
@@ -330,7 +314,7 @@ class VideoDFN(nnx.Module):
         upsample_at = len(self.decoder) // 2
         for i, conv in enumerate(self.decoder):
             if i == upsample_at:
-                x = _upsample_nearest_2x(x)
+                x = upsample_nearest_2x(x)
             x = _leaky(conv(x), slope)
         x = _leaky(self.head(x), slope)
         filter_params = self.filter_head(x)
@@ -441,7 +425,9 @@ class VideoDFN(nnx.Module):
             return carry, None
 
         if num_context > 1:
-            hidden, _ = _scan(warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll)
+            hidden, _ = scan_steps(
+                warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll
+            )
 
         def prediction_step(carry, teacher_frame):
             model = nnx.merge(graphdef, state)
@@ -452,7 +438,7 @@ class VideoDFN(nnx.Module):
             return (hidden, next_frame), (prediction, filters)
 
         xs = None if teacher is None else jnp.moveaxis(teacher, 1, 0)
-        _, (predictions, filters) = _scan(
+        _, (predictions, filters) = scan_steps(
             prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll
         )
         predictions = jnp.moveaxis(predictions, 0, 1)

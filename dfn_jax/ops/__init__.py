@@ -16,6 +16,7 @@ from dfn_jax.ops._metrics import (
     ssim,
     target_entropy_per_frame,
 )
+from dfn_jax.ops._steerable import gaussian_derivative_filters, steered_filter
 
 __all__ = [
     "absolute_error_per_frame",
@@ -25,10 +26,12 @@ __all__ = [
     "filter_disparity",
     "filter_flow",
     "flow_to_rgb",
+    "gaussian_derivative_filters",
     "hsv_to_rgb",
     "psnr",
     "squared_error_per_frame",
     "ssim",
+    "steered_filter",
     "tap_offsets",
     "target_entropy_per_frame",
 ]

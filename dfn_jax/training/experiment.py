@@ -39,6 +39,9 @@ class Experiment(abc.ABC):
 
     def __init__(self, config):
         self.config = config
+        # Training batches derive from this key and the step only (never from process history),
+        # so a resumed run sees the batches an uninterrupted one would.
+        self.data_key = jax.random.fold_in(jax.random.key(config.seed), 1)
 
     @abc.abstractmethod
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:

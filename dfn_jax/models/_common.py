@@ -1,0 +1,316 @@
+"""Building blocks shared by the video, highway and stereo DFN models.
+
+The time-loop helper, nearest-neighbour upsampling, the filter-generating encoder-decoder with
+untied biases, and the argument checks those models share. Private to :mod:`dfn_jax.models`;
+``FilterGenerator`` and ``UntiedBiasConv`` are re-exported there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dfn_jax.layers import AdditiveConvRNNCell
+
+BASELINE_OUTPUTS = ("identity", "sigmoid")
+
+
+def upsample_nearest_2x(x: jax.Array) -> jax.Array:
+    """``[B, h, w, C] -> [B, 2h, 2w, C]`` by repeating every pixel into a 2x2 block."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def scan_steps(step, init, xs, length: int, unroll: int | bool):
+    """``jax.lax.scan``, except that a single step is called directly.
+
+    ``lax.scan`` turns ``unroll=True`` into ``unroll=length``, so a length-1 scan stays a rolled
+    while loop, where XLA:CPU runs convolution gradients on its slow path (jax issue 12868).
+    """
+    if length != 1:
+        return jax.lax.scan(step, init, xs, length=length, unroll=unroll)
+    carry, ys = step(init, None if xs is None else jax.tree.map(lambda x: x[0], xs))
+    return carry, jax.tree.map(lambda y: y[None], ys)
+
+
+def _leaky(x: jax.Array, slope: float) -> jax.Array:
+    return jax.nn.leaky_relu(x, negative_slope=slope)
+
+
+class UntiedBiasConv(nnx.Module):
+    """A convolution with one bias per output channel *and* output pixel (Lasagne's
+    ``untie_biases=True``): ``y[b, i, j, f] = conv(x)[b, i, j, f] + bias[i, j, f]``.
+
+    The output size is fixed at construction (``out_size``), so the layer only accepts inputs of
+    the matching size. Parameters: ``kh*kw*Cin*F + out_h*out_w*F``.
+
+    Args:
+      in_features: ``Cin``.
+      out_features: ``F``.
+      kernel_size: ``(kh, kw)``.
+      out_size: ``(out_h, out_w)``, the spatial size of the output.
+      strides, padding: as for :class:`flax.nnx.Conv`.
+      kernel_init, dtype, param_dtype, rngs: as for :class:`flax.nnx.Conv`; the biases start at 0.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: Sequence[int],
+        *,
+        out_size: tuple[int, int],
+        strides: int = 1,
+        padding: Any = "SAME",
+        kernel_init: Any = None,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        extra = {} if kernel_init is None else {"kernel_init": kernel_init}
+        self.conv = nnx.Conv(
+            in_features,
+            out_features,
+            tuple(kernel_size),
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+            **extra,
+        )
+        self.out_size = (int(out_size[0]), int(out_size[1]))
+        self.bias = nnx.Param(jnp.zeros((*self.out_size, out_features), param_dtype))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x [B, H, W, Cin] -> [B, out_h, out_w, F]``."""
+        y = self.conv(x)
+        if tuple(y.shape[1:3]) != self.out_size:
+            raise ValueError(
+                f"untied-bias convolution: the input {tuple(x.shape)} gives an output of spatial "
+                f"size {tuple(y.shape[1:3])}, but its biases were made for {self.out_size} (set "
+                f"the model's `image_size` to the frame size)."
+            )
+        bias = self.bias[...]
+        if self.dtype is not None:
+            bias = bias.astype(self.dtype)
+        return y + bias[None]
+
+
+class FilterGenerator(nnx.Module):
+    """The DFN papers' convolutional filter-generating network (video and stereo variants).
+
+    ``encoder`` (3x3 convs, the second with stride 2) > optional additive conv-RNN
+    (``h_t = e_t + conv(conv(h_{t-1}))``) > ``decoder`` (3x3 convs; the first ``len // 2`` at half
+    resolution, then a nearest x2 upsampling, then the rest) > 1x1 conv ``head_features`` > 1x1
+    linear conv to ``out_features`` (the filter parameters). Every conv but the last is followed by
+    a leaky ReLU. One encoder conv (``untied_bias_layer``) may have untied biases, which fixes the
+    input size to ``image_size``.
+
+    Args:
+      in_features: input channels.
+      out_features: channels of the linear output (e.g. ``k*k + 1`` filter parameters).
+      encoder_features, decoder_features, head_features: widths.
+      recurrent: whether an :class:`~dfn_jax.layers.AdditiveConvRNNCell` of
+        ``encoder_features[-1]`` channels sits between encoder and decoder.
+      untied_bias_layer: index of the encoder conv with untied biases, or ``None``.
+      image_size: ``(H, W)`` of the input (needed only with untied biases).
+      leaky_relu_slope, init_scale, dtype, param_dtype: as in :class:`HighwayDFNConfig`.
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        encoder_features: Sequence[int],
+        decoder_features: Sequence[int],
+        head_features: int,
+        recurrent: bool,
+        untied_bias_layer: int | None,
+        image_size: tuple[int, int],
+        leaky_relu_slope: float = 0.01,
+        init_scale: float = 1.0,
+        dtype: Any = jnp.float32,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.leaky_relu_slope = leaky_relu_slope
+        self.dtype = dtype
+        kernel_init = nnx.initializers.variance_scaling(init_scale, "fan_in", "uniform")
+        common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        pad = ((1, 1), (1, 1))  # Lasagne 'same': one pixel on every side, also at stride 2.
+
+        def conv(cin, cout, size, stride=1, padding=pad):
+            return nnx.Conv(
+                cin,
+                cout,
+                size,
+                strides=stride,
+                padding=padding,
+                kernel_init=kernel_init,
+                bias_init=nnx.initializers.zeros_init(),
+                **common,
+            )
+
+        h, w = image_size
+        layers = []
+        widths = (in_features, *encoder_features)
+        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            stride = 2 if i == 1 else 1
+            if i == untied_bias_layer:
+                out_size = (h, w) if i == 0 else (h // 2, w // 2)
+                layers.append(
+                    UntiedBiasConv(
+                        cin,
+                        cout,
+                        (3, 3),
+                        out_size=out_size,
+                        strides=stride,
+                        padding=pad,
+                        kernel_init=kernel_init,
+                        **common,
+                    )
+                )
+            else:
+                layers.append(conv(cin, cout, (3, 3), stride))
+        self.encoder = nnx.List(layers)
+        self.recurrence = (
+            AdditiveConvRNNCell(
+                encoder_features[-1],
+                negative_slope=leaky_relu_slope,
+                kernel_init=kernel_init,
+                **common,
+            )
+            if recurrent
+            else None
+        )
+        widths = (encoder_features[-1], *decoder_features)
+        self.decoder = nnx.List(
+            [conv(cin, cout, (3, 3)) for cin, cout in zip(widths[:-1], widths[1:], strict=True)]
+        )
+        self.head = conv(widths[-1], head_features, (1, 1), padding="VALID")
+        self.output = conv(head_features, out_features, (1, 1), padding="VALID")
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """``[B, H, W, in_features] -> e [B, H/2, W/2, encoder_features[-1]]``."""
+        x = x.astype(self.dtype)
+        for layer in self.encoder:
+            x = _leaky(layer(x), self.leaky_relu_slope)
+        return x
+
+    def decode(self, h: jax.Array) -> jax.Array:
+        """``[B, H/2, W/2, F] -> [B, H, W, out_features]`` (linear output)."""
+        upsample_at = len(self.decoder) // 2
+        for i, layer in enumerate(self.decoder):
+            if i == upsample_at:
+                h = upsample_nearest_2x(h)
+            h = _leaky(layer(h), self.leaky_relu_slope)
+        h = _leaky(self.head(h), self.leaky_relu_slope)
+        return self.output(h)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Feed-forward use (no recurrence): ``decode(encode(x))``."""
+        if self.recurrence is not None:
+            raise ValueError("a recurrent FilterGenerator is driven by encode/recurrence/decode.")
+        return self.decode(self.encode(x))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+
+
+def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
+    """Validates and normalises the generator fields that both model configs share."""
+    for name in ("encoder_features", "decoder_features"):
+        value = getattr(cfg, name)
+        try:
+            value = tuple(value)
+        except TypeError:
+            raise ValueError(
+                f"`{name}` must be a sequence of positive ints, got {value!r}."
+            ) from None
+        for i, width in enumerate(value):
+            _positive_int(f"{name}[{i}]", width)
+        object.__setattr__(cfg, name, tuple(int(v) for v in value))
+    if len(cfg.decoder_features) < 1:
+        raise ValueError(f"`decoder_features` needs at least 1 conv, got {cfg.decoder_features!r}.")
+    if len(cfg.encoder_features) < min_encoder:
+        raise ValueError(
+            f"`encoder_features` needs at least {min_encoder} convs (the second has stride 2), got "
+            f"{cfg.encoder_features!r}."
+        )
+    for name in ("head_features", "channels", "image_size"):
+        _positive_int(name, getattr(cfg, name))
+    if cfg.image_size % 2:
+        raise ValueError(
+            f"`image_size` must be even (the encoder halves it, the decoder doubles it back), "
+            f"got {cfg.image_size!r}."
+        )
+    layer = cfg.untied_bias_layer
+    if layer is not None and (not _is_int(layer) or not 0 <= layer < len(cfg.encoder_features)):
+        raise ValueError(
+            f"`untied_bias_layer` must be None or an encoder conv index in "
+            f"[0, {len(cfg.encoder_features)}), got {layer!r}."
+        )
+    if cfg.baseline_output not in BASELINE_OUTPUTS:
+        raise ValueError(
+            f"`baseline_output` must be one of {BASELINE_OUTPUTS}, got {cfg.baseline_output!r}."
+        )
+    if cfg.filter_implementation not in ("fast", "reference"):
+        raise ValueError(
+            f"`filter_implementation` must be 'fast' or 'reference', got "
+            f"{cfg.filter_implementation!r}."
+        )
+    if not cfg.init_scale > 0:
+        raise ValueError(f"`init_scale` must be positive, got {cfg.init_scale!r}.")
+    for name in ("dtype", "param_dtype"):
+        value = getattr(cfg, name)
+        try:
+            dtype = jnp.dtype(value)
+        except TypeError:
+            raise ValueError(f"`{name}` must be a floating dtype, got {value!r}.") from None
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"`{name}` must be a floating dtype, got {value!r}.")
+        object.__setattr__(cfg, name, dtype)
+
+
+def _check_images(x: Any, name: str, cfg: Any, *, ndim: int, layout: str) -> jax.Array:
+    """Shape, dtype and size checks on ``[..., H, W, C]`` image arrays of a model input."""
+    x = jnp.asarray(x)
+    if x.ndim != ndim:
+        raise ValueError(f"`{name}` must have shape {layout}, got {tuple(x.shape)}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"`{name}` must be floating point with values in [0, 1], got dtype {x.dtype} "
+            f"(convert uint8 images with `x / 255`)."
+        )
+    h, w, c = x.shape[-3:]
+    if c != cfg.channels:
+        raise ValueError(
+            f"`{name}` must have config.channels = {cfg.channels} channels in its last axis, got "
+            f"shape {tuple(x.shape)}."
+        )
+    if cfg.untied_bias_layer is not None and (h, w) != (cfg.image_size, cfg.image_size):
+        raise ValueError(
+            f"`{name}` must be {cfg.image_size}x{cfg.image_size} (config.image_size; the untied "
+            f"biases are made for that size), got shape {tuple(x.shape)}."
+        )
+    if h % 2 or w % 2:
+        raise ValueError(
+            f"`{name}` height and width must be even (the encoder halves them and the decoder "
+            f"doubles them back), got shape {tuple(x.shape)}."
+        )
+    return x

@@ -1,0 +1,265 @@
+"""Highway-driving video prediction with the recurrent DFN (De Brabandere et al. 2016, Sec. 4.2).
+
+Binds :class:`dfn_jax.models.HighwayDFN` (3 frames observed, 3 predicted in closed loop, 11x11
+softmax filters plus a dynamic bias), a driving video (an HDF5 file or a folder of frames, see
+:mod:`dfn_jax.data.driving`; or, with ``data.path`` empty, the procedural road-scene stand-in)
+and the paper's loss (mean squared error) for the shared trainer. Configs and commands:
+``experiments/configs/highway.py``.
+
+Metrics (``results.json``): ``mse`` is the sum of squared errors over a 64x64 frame with values in
+[0, 1], averaged over the predicted frames and the test windows (the "per image" number of the
+authors' README: DFN 13.39, baseline 15.08 on their recording); ``mse_per_pixel`` (0.003270 and
+0.003683 there) is it divided by the pixels; ``mae``, ``ssim`` and ``psnr`` follow the OpenSTL
+conventions; ``mse_copy_last`` is what repeating the last observed frame scores. Each also comes
+``_per_horizon``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dfn_jax import ops, viz
+from dfn_jax.data import driving
+from dfn_jax.models import HighwayDFN, HighwayDFNConfig
+from dfn_jax.training import Experiment
+from dfn_jax.training.experiment import dataclass_from_config
+
+log = logging.getLogger(__name__)
+
+STANDIN = "procedural stand-in"
+
+
+def resolve_unroll(unroll):
+    """``"auto"``: a fully unrolled scan on CPU (convolution gradients inside a rolled
+    ``lax.scan`` are much slower there, jax issue 12868), a rolled one elsewhere. Strings from
+    the command line (``--config.model.unroll=1``, ``=true``) become an int or a bool."""
+    if unroll == "auto":
+        return True if jax.default_backend() == "cpu" else 1
+    if isinstance(unroll, str):
+        text = unroll.strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        if text.isdigit():
+            return int(text)
+        raise ValueError(f"`model.unroll` must be 'auto', true/false or an int, got {unroll!r}.")
+    return unroll
+
+
+def model_config(config) -> HighwayDFNConfig:
+    """``config.model`` (plus ``data.image_size``) as a :class:`HighwayDFNConfig`."""
+    unroll = resolve_unroll(config.model.get("unroll", "auto"))
+    return dataclass_from_config(
+        HighwayDFNConfig, config.model, unroll=unroll, image_size=config.data.image_size
+    )
+
+
+class HighwayDriving(Experiment):
+    """Windows of 6 consecutive frames: 3 observed, 3 predicted in closed loop; MSE loss."""
+
+    @functools.cached_property
+    def model_config(self) -> HighwayDFNConfig:
+        return model_config(self.config)
+
+    @property
+    def num_frames(self) -> int:
+        return self.model_config.num_input_frames + self.model_config.num_output_frames
+
+    @property
+    def uses_standin(self) -> bool:
+        return not self.config.data.path
+
+    def config_problems(self) -> list[str]:
+        config, data, problems = self.config, self.config.data, []
+        for name in ("path", "test_path"):
+            value = data[name]
+            if value and not pathlib.Path(value).expanduser().exists():
+                problems.append(f"`data.{name}` {value!r} does not exist.")
+        if data.test_path and not data.path:
+            problems.append("`data.test_path` is set but `data.path` (the training video) is not.")
+        if not 0.0 < data.test_fraction < 1.0:
+            problems.append(f"`data.test_fraction` must lie in (0, 1), got {data.test_fraction!r}.")
+        for name in ("num_eval_sequences", "eval_batch_size", "num_figure_sequences"):
+            if not isinstance(config[name], int) or config[name] <= 0:
+                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
+        if not problems and config.num_eval_sequences % config.eval_batch_size:
+            problems.append(
+                f"`num_eval_sequences` ({config.num_eval_sequences}) must be a multiple of "
+                f"`eval_batch_size` ({config.eval_batch_size}), so every evaluation batch has "
+                "one shape and the evaluation step compiles once."
+            )
+        try:
+            self.model_config  # noqa: B018 (validates the model fields)
+        except (ValueError, TypeError) as e:
+            problems.append(f"model: {e}")
+        return problems
+
+    def build_model(self, rngs: nnx.Rngs) -> HighwayDFN:
+        return HighwayDFN(self.model_config, rngs=rngs)
+
+    # -- data -------------------------------------------------------------------------------
+    @functools.cached_property
+    def _video(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, test)`` frames ``[N, H, W, 1]`` from the files (loaded on first use)."""
+        data = self.config.data
+        kwargs = dict(dataset=data.dataset, swap_hw=data.swap_hw)
+        frames = driving.load_video(data.path, **kwargs)
+        driving.check_frame_size(frames, data.image_size, what=f"video {data.path!r}")
+        if data.test_path:
+            train = frames
+            test = driving.load_video(data.test_path, **kwargs)
+            driving.check_frame_size(test, data.image_size, what=f"video {data.test_path!r}")
+        else:
+            train, test = driving.split_tail(frames, test_fraction=data.test_fraction)
+        for part, frames_ in (("training", train), ("test", test)):
+            if len(frames_) < self.num_frames:
+                raise ValueError(
+                    f"the {part} part of {data.path!r} has {len(frames_)} frames, fewer than one "
+                    f"window of {self.num_frames} (num_input_frames + num_output_frames)."
+                )
+        log.info(
+            "highway: %d training and %d test frames from %s", len(train), len(test), data.path
+        )
+        return train, test
+
+    @functools.cached_property
+    def _standin(self):
+        log.info("highway: data.path is empty, using the procedural stand-in (no files).")
+        return functools.partial(
+            driving.highway_standin_sequences,
+            num_frames=self.num_frames,
+            image_size=self.config.data.image_size,
+        )
+
+    def _test_windows(self) -> np.ndarray | None:
+        """The file test set: non-overlapping windows of the held-out frames (None: stand-in)."""
+        if self.uses_standin:
+            return None
+        windows = driving.tiled_windows(self._video[1], window=self.num_frames)
+        size = self.config.eval_batch_size
+        n = min(len(windows), self.config.num_eval_sequences)
+        return windows[: (n // size) * size if n >= size else n]
+
+    def train_batch(self, step: int):
+        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
+        if self.uses_standin:
+            return self._standin(keys)
+        train = self._video[0]
+        starts = driving.random_window_starts(
+            keys[0],
+            num_frames_total=len(train),
+            window=self.num_frames,
+            batch_size=self.config.batch_size,
+        )
+        return driving.gather_windows(train, starts, window=self.num_frames)
+
+    def eval_batches(self):
+        windows = self._test_windows()
+        if windows is not None:
+            size = min(self.config.eval_batch_size, len(windows))
+            for start in range(0, len(windows) - size + 1, size):
+                yield windows[start : start + size]
+            return
+        n, size = self.config.num_eval_sequences, self.config.eval_batch_size
+        keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
+        for start in range(0, n, size):
+            yield self._standin(keys[start : start + size])
+
+    # -- loss and metrics -------------------------------------------------------------------
+    def _targets(self, frames):
+        n_in = self.model_config.num_input_frames
+        return frames[:, n_in : self.num_frames]
+
+    def loss(self, model, batch):
+        predictions = model(batch).frames
+        targets = self._targets(batch)
+        mse_per_pixel = jnp.mean(jnp.square(predictions - targets))
+        return mse_per_pixel, {"mse_per_frame": mse_per_pixel * np.prod(targets.shape[2:])}
+
+    def eval_sums(self, model, batch):
+        predictions = model(batch).frames.astype(jnp.float32)
+        targets = self._targets(batch)
+        last = batch[:, self.model_config.num_input_frames - 1 : self.model_config.num_input_frames]
+        pixels = float(np.prod(targets.shape[2:]))
+        mse = ops.squared_error_per_frame(predictions, targets)
+        per_frame = {
+            "mse": mse,
+            "mse_per_pixel": mse / pixels,
+            "mae": ops.absolute_error_per_frame(predictions, targets),
+            "ssim": ops.ssim(predictions, targets),
+            "psnr": ops.psnr(predictions, targets),
+            "mse_copy_last": ops.squared_error_per_frame(
+                jnp.broadcast_to(last, targets.shape), targets
+            ),
+        }
+        sums = {"count": jnp.asarray(batch.shape[0], jnp.float32)}
+        for name, values in per_frame.items():  # values: [B, T_out]
+            sums[name] = jnp.sum(jnp.mean(values, axis=1))
+            sums[f"{name}_per_horizon"] = jnp.sum(values, axis=0)
+        return sums
+
+    # -- figures and facts ------------------------------------------------------------------
+    def _figure_sequences(self) -> np.ndarray:
+        n = self.config.num_figure_sequences
+        windows = self._test_windows()
+        if windows is not None:
+            return np.asarray(windows[:n])
+        keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
+        return np.asarray(self._standin(keys))
+
+    def write_figures(self, model, figures_dir: pathlib.Path) -> list[pathlib.Path]:
+        frames = self._figure_sequences()
+        prediction = jax.jit(lambda f: model(f))(jnp.asarray(frames))
+        predicted = np.asarray(prediction.frames)
+        n_in = self.model_config.num_input_frames
+        paths = []
+        for i in range(len(frames)):
+            paths.append(
+                viz.plot_sequence_rows(
+                    [frames[i, :n_in], frames[i, n_in : self.num_frames], predicted[i]],
+                    ["input", "truth", "prediction"],
+                    figures_dir / f"prediction_{i}.png",
+                    title=f"Test sequence {i}",
+                )
+            )
+        if prediction.filters is not None:
+            k = self.model_config.filter_size
+            flow = ops.filter_flow(prediction.filters[:, 0], kernel_size=k)  # first prediction
+            rgb = np.asarray(ops.flow_to_rgb(flow))
+            images, titles = [], []
+            for i in range(len(frames)):
+                images += [frames[i, n_in - 1], predicted[i, 0], rgb[i]]
+                titles += [f"seq {i}: last input", "first prediction", "flow from filters"]
+            images.append(viz.flow_legend())
+            titles.append("colour key: (dx, dy) the output reads from")
+            paths.append(viz.plot_images(images, titles, figures_dir / "flow.png", ncols=3))
+        return paths
+
+    def describe(self) -> dict:
+        data = self.config.data
+        facts = {
+            "data_source": STANDIN if self.uses_standin else str(data.path),
+            "model": dataclasses.asdict(self.model_config),
+            "test_seed": data.test_seed,
+        }
+        if not self.uses_standin:
+            train, test = self._video
+            facts.update(
+                data_test_path=str(data.test_path) or None,
+                num_train_frames=len(train),
+                num_test_frames=len(test),
+                num_eval_sequences=len(self._test_windows()),
+            )
+        else:
+            facts["num_eval_sequences"] = self.config.num_eval_sequences
+        return facts
+
+
+EXPERIMENT = HighwayDriving
