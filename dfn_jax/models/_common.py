@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dfn_jax.layers import AdditiveConvRNNCell
+from dfn_jax.layers import AdditiveConvRNNCell, DynamicLocalFilter
 
 BASELINE_OUTPUTS = ("identity", "sigmoid")
 
@@ -265,6 +265,12 @@ def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
             f"`untied_bias_layer` must be None or an encoder conv index in "
             f"[0, {len(cfg.encoder_features)}), got {layer!r}."
         )
+    check_output_fields(cfg)
+
+
+def check_output_fields(cfg: Any) -> None:
+    """Checks the fields every DFN model config shares (output head, init, dtypes); converts
+    ``dtype`` and ``param_dtype`` to ``jnp.dtype`` in place on the frozen dataclass."""
     if cfg.baseline_output not in BASELINE_OUTPUTS:
         raise ValueError(
             f"`baseline_output` must be one of {BASELINE_OUTPUTS}, got {cfg.baseline_output!r}."
@@ -285,6 +291,33 @@ def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"`{name}` must be a floating dtype, got {value!r}.")
         object.__setattr__(cfg, name, dtype)
+
+
+def dynamic_filter_or_output_conv(
+    module: nnx.Module, config: Any, kernel_size: Any, num_params: int, *, rngs: nnx.Rngs
+) -> None:
+    """Gives ``module`` its output stage: ``module.dynamic_filter`` (softmax filters, optional
+    dynamic bias) for the DFN, or ``module.output_conv`` (a linear 1x1 conv from the
+    ``num_params`` head channels to the frame's channels) for the baseline."""
+    if config.dynamic_filter:
+        module.dynamic_filter = DynamicLocalFilter(
+            kernel_size,
+            normalize="softmax",
+            dynamic_bias=config.dynamic_bias,
+            implementation=config.filter_implementation,
+        )
+    else:
+        module.output_conv = nnx.Conv(
+            num_params,
+            config.channels,
+            (1, 1),
+            padding="VALID",
+            kernel_init=nnx.initializers.variance_scaling(config.init_scale, "fan_in", "uniform"),
+            bias_init=nnx.initializers.zeros_init(),
+            dtype=config.dtype,
+            param_dtype=config.param_dtype,
+            rngs=rngs,
+        )
 
 
 def _check_images(x: Any, name: str, cfg: Any, *, ndim: int, layout: str) -> jax.Array:

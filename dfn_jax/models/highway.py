@@ -63,13 +63,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax.layers import DynamicLocalFilter
 from dfn_jax.models._common import (
     FilterGenerator,
     _check_generator_fields,
     _check_images,
     _is_int,
     _positive_int,
+    dynamic_filter_or_output_conv,
     scan_steps,
 )
 from dfn_jax.models.video_dfn import VideoPrediction
@@ -205,27 +205,7 @@ class HighwayDFN(nnx.Module):
             param_dtype=config.param_dtype,
             rngs=rngs,
         )
-        if config.dynamic_filter:
-            self.dynamic_filter = DynamicLocalFilter(
-                config.filter_size,
-                normalize="softmax",
-                dynamic_bias=config.dynamic_bias,
-                implementation=config.filter_implementation,
-            )
-        else:
-            self.output_conv = nnx.Conv(
-                num_params,
-                config.channels,
-                (1, 1),
-                padding="VALID",
-                kernel_init=nnx.initializers.variance_scaling(
-                    config.init_scale, "fan_in", "uniform"
-                ),
-                bias_init=nnx.initializers.zeros_init(),
-                dtype=config.dtype,
-                param_dtype=config.param_dtype,
-                rngs=rngs,
-            )
+        dynamic_filter_or_output_conv(self, config, config.filter_size, num_params, rngs=rngs)
 
     # -- one step ---------------------------------------------------------------------------
     def _generator_input(self, window: jax.Array) -> jax.Array:

@@ -46,11 +46,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell, DynamicLocalFilter
-from dfn_jax.models._common import scan_steps, upsample_nearest_2x
+from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
+from dfn_jax.models._common import (
+    check_output_fields,
+    dynamic_filter_or_output_conv,
+    scan_steps,
+    upsample_nearest_2x,
+)
 
 RECURRENCES = ("additive", "convlstm")
-BASELINE_OUTPUTS = ("sigmoid", "identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,27 +163,7 @@ class VideoDFNConfig:
             pass
         elif not isinstance(self.unroll, (int, np.integer)) or self.unroll < 1:
             raise ValueError(f"`unroll` must be True/False or an int >= 1, got {self.unroll!r}.")
-        if self.baseline_output not in BASELINE_OUTPUTS:
-            raise ValueError(
-                f"`baseline_output` must be one of {BASELINE_OUTPUTS}, got "
-                f"{self.baseline_output!r}."
-            )
-        if self.filter_implementation not in ("fast", "reference"):
-            raise ValueError(
-                f"`filter_implementation` must be 'fast' or 'reference', got "
-                f"{self.filter_implementation!r}."
-            )
-        if not self.init_scale > 0:
-            raise ValueError(f"`init_scale` must be positive, got {self.init_scale!r}.")
-        for name in ("dtype", "param_dtype"):
-            value = getattr(self, name)
-            try:
-                dtype = jnp.dtype(value)
-            except TypeError:
-                raise ValueError(f"`{name}` must be a floating dtype, got {value!r}.") from None
-            if not jnp.issubdtype(dtype, jnp.floating):
-                raise ValueError(f"`{name}` must be a floating dtype, got {value!r}.")
-            object.__setattr__(self, name, dtype)
+        check_output_fields(self)
 
     @property
     def num_taps(self) -> int:
@@ -282,15 +266,7 @@ class VideoDFN(nnx.Module):
         self.head = conv1x1(config.decoder_features[-1], config.head_features)
         num_params = config.num_taps + int(config.dynamic_bias)
         self.filter_head = conv1x1(config.head_features, num_params)
-        if config.dynamic_filter:
-            self.dynamic_filter = DynamicLocalFilter(
-                config.filter_size,
-                normalize="softmax",
-                dynamic_bias=config.dynamic_bias,
-                implementation=config.filter_implementation,
-            )
-        else:
-            self.output_conv = conv1x1(num_params, config.channels)
+        dynamic_filter_or_output_conv(self, config, config.filter_size, num_params, rngs=rngs)
 
     # ---------------------------------------------------------------------------------------
     # One step, in pieces: the warm-up steps only need the encoder and the recurrence.
