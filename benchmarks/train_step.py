@@ -2,7 +2,10 @@
 
 Builds ``Trainer(make_experiment(config))`` for the ``paper`` config (batch 16, 20 frames of
 64x64x1, the 637,361-parameter DFN) or ``--variant baseline`` (637,443 parameters), and for each
-``unroll`` value (handed to the model's two ``lax.scan`` loops) measures:
+setting, side by side in one process (every combination of ``--unroll``, handed to the model's
+two ``lax.scan`` loops; ``--dtype``, the computation dtype, ``bfloat16`` being mixed precision
+with float32 parameters and loss; and ``--remat``, recomputing each recurrent step in the
+backward pass), measures:
 
 * the jitted train step (``Trainer.train_step``: loss, gradients, Adam update; state donated):
   lower and compile times, then the median wall time of ``--runs`` steps after ``--warmup``
@@ -24,7 +27,8 @@ reported in the project brief for this model; not re-measured here),
 so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``true,1``.
 
 Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--runs 5] [--unroll true,1]
-[--batch-size 16] [--eval-batch 100] [--small] [--out F]``. ``--small`` is a seconds-long smoke
+[--dtype float32,bfloat16] [--remat false,true] [--batch-size 16] [--eval-batch 100] [--small]
+[--out F]``. ``--small`` is a seconds-long smoke
 configuration (widths 4, batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to
 stdout; progress goes to stderr.
 """
@@ -76,7 +80,21 @@ def parse_unroll(text: str):
     return value
 
 
-def build_config(args, unroll):
+def parse_bool(text: str) -> bool:
+    text = text.strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return text == "true"
+
+
+def parse_dtype(text: str) -> str:
+    text = text.strip()
+    if text not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"expected float32, bfloat16 or float16, got {text!r}")
+    return text
+
+
+def build_config(args, setting):
     config = mm_config.get_config(args.variant)
     config.mesh.data = 1  # one device: a per-device benchmark
     config.data.source = "shapes"  # never read (synthetic batches); needs no files in any case
@@ -96,7 +114,9 @@ def build_config(args, unroll):
         config.eval_batch_size = args.eval_batch
     config.num_eval_sequences = config.eval_batch_size  # only has to be a multiple of it
     with config.ignore_type():  # the config holds "auto"; the benchmark sets it explicitly
-        config.model.unroll = unroll
+        config.model.unroll = setting["unroll"]
+    config.model.dtype = setting["dtype"]
+    config.model.remat = setting["remat"]
     return config
 
 
@@ -221,13 +241,13 @@ def bench_eval(trainer, params, batch, args) -> dict:
     return res
 
 
-def bench_unroll(args, unroll) -> tuple[dict, object]:
-    config = build_config(args, unroll)
+def bench_setting(args, setting) -> tuple[dict, object]:
+    config = build_config(args, setting)
     experiment = make_experiment(config)
     trainer = Trainer(experiment)
     train_batch = trainer.shard_batch(synthetic_batch(0, config.batch_size, experiment))
     record = {
-        "unroll": unroll,
+        **setting,
         "num_params": trainer.num_params,
         "batch_shape": list(train_batch.shape),
     }
@@ -240,6 +260,30 @@ def bench_unroll(args, unroll) -> tuple[dict, object]:
         record["eval"] = bench_eval(trainer, params, eval_batch, args)
     record["host_peak_rss_bytes"] = host_peak_rss_bytes()
     return record, config
+
+
+def compare(results: list[dict]) -> list[dict]:
+    """Each setting's train step time and compiled memory relative to the first setting."""
+    base = results[0]["train"]
+    base_temp = base.get("memory", {}).get("temp_bytes")
+    rows = []
+    for record in results:
+        train = record["train"]
+        temp = train.get("memory", {}).get("temp_bytes")
+        rows.append(
+            {
+                "unroll": record["unroll"],
+                "dtype": record["dtype"],
+                "remat": record["remat"],
+                "train_median_s": train["median_s"],
+                "time_vs_first": train["median_s"] / base["median_s"],
+                "temp_bytes": temp,
+                "temp_vs_first": temp / base_temp if temp and base_temp else None,
+                "device_peak_bytes_in_use": train.get("device_peak_bytes_in_use"),
+                "compile_s": train["lower_compile_s"],
+            }
+        )
+    return rows
 
 
 def parse_args(argv=None):
@@ -256,6 +300,10 @@ def parse_args(argv=None):
         default=None,
         help="comma-separated scan unroll values: true, false or ints (CPU: true; else true,1)",
     )
+    p.add_argument(
+        "--dtype", default="float32", help="comma-separated computation dtypes (float32,bfloat16)"
+    )
+    p.add_argument("--remat", default="false", help="comma-separated: false, true or both")
     p.add_argument("--small", action="store_true", help="tiny smoke-test configuration")
     p.add_argument("--out", help="also write the JSON document to this file")
     args = p.parse_args(argv)
@@ -271,12 +319,20 @@ def parse_args(argv=None):
         args.unroll = "true" if on_cpu else "true,1"
         if on_cpu:
             args.unroll_note = CPU_ROLLED_NOTE
-    try:
-        args.unroll = [parse_unroll(s) for s in args.unroll.split(",") if s.strip()]
-    except ValueError as e:
-        p.error(f"--unroll: {e}")
-    if not args.unroll:
-        p.error("--unroll needs at least one value")
+    for name, parse in (("unroll", parse_unroll), ("dtype", parse_dtype), ("remat", parse_bool)):
+        try:
+            values = [parse(v) for v in getattr(args, name).split(",") if v.strip()]
+        except ValueError as e:
+            p.error(f"--{name}: {e}")
+        if not values:
+            p.error(f"--{name} needs at least one value")
+        setattr(args, name, values)
+    args.settings = [
+        {"unroll": u, "dtype": d, "remat": r}
+        for u in args.unroll
+        for d in args.dtype
+        for r in args.remat
+    ]
     return args
 
 
@@ -301,15 +357,19 @@ def main(argv=None):
         "runs": args.runs,
         "warmup": args.warmup,
         "unroll_values": args.unroll,
+        "dtype_values": args.dtype,
+        "remat_values": args.remat,
         "unroll_note": args.unroll_note,
         "flops_note": ROLLED_FLOPS_NOTE,
         "results": [],
     }
     config = None
-    for unroll in args.unroll:
-        print(f"{args.variant}{' (small)' if args.small else ''}: unroll={unroll}", file=sys.stderr)
-        record, config = bench_unroll(args, unroll)
+    for setting in args.settings:
+        shown = ", ".join(f"{k}={v}" for k, v in setting.items())
+        print(f"{args.variant}{' (small)' if args.small else ''}: {shown}", file=sys.stderr)
+        record, config = bench_setting(args, setting)
         doc["results"].append(record)
+    doc["comparison"] = compare(doc["results"])
     model = config.model
     doc["num_params"] = doc["results"][0]["num_params"]
     doc["config"] = {

@@ -147,30 +147,35 @@ class HighwayDriving(Experiment):
         n = min(len(windows), self.config.num_eval_sequences)
         return windows[: (n // size) * size if n >= size else n]
 
-    def train_batch(self, step: int):
-        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
+    def train_batch(self, step: int, rows=None):
         if self.uses_standin:
-            return self._standin(keys)
+            return self._standin(self.example_keys(step, rows))
         train = self._video[0]
         starts = driving.random_window_starts(
-            keys[0],
+            self.example_keys(step)[0],
             num_frames_total=len(train),
             window=self.num_frames,
             batch_size=self.config.batch_size,
         )
+        starts = starts if rows is None else starts[rows]
         return driving.gather_windows(train, starts, window=self.num_frames)
 
-    def eval_batches(self):
+    @property
+    def eval_batch_size(self) -> int:
+        windows = self._test_windows()
+        size = self.config.eval_batch_size
+        return size if windows is None else min(size, len(windows))
+
+    def eval_batches(self, rows=None):
         windows = self._test_windows()
         if windows is not None:
-            size = min(self.config.eval_batch_size, len(windows))
-            for start in range(0, len(windows) - size + 1, size):
-                yield windows[start : start + size]
+            for index in self.eval_indices(len(windows), rows):
+                yield windows[index]
             return
-        n, size = self.config.num_eval_sequences, self.config.eval_batch_size
+        n = self.config.num_eval_sequences
         keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
-        for start in range(0, n, size):
-            yield self._standin(keys[start : start + size])
+        for index in self.eval_indices(n, rows):
+            yield self._standin(keys[index])
 
     # -- loss and metrics -------------------------------------------------------------------
     def _targets(self, frames):

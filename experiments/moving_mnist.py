@@ -114,15 +114,14 @@ class MovingMNIST(Experiment):
     def build_model(self, rngs: nnx.Rngs) -> VideoDFN:
         return VideoDFN(self.model_config, rngs=rngs)
 
-    def train_batch(self, step: int) -> jax.Array:
-        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
-        return self._generators[0](keys)
+    def train_batch(self, step: int, rows=None) -> jax.Array:
+        return self._generators[0](self.example_keys(step, rows))
 
-    def eval_batches(self):
-        n, size = self.config.num_eval_sequences, self.config.eval_batch_size
+    def eval_batches(self, rows=None):
+        n = self.config.num_eval_sequences
         keys = moving_mnist.test_set_keys(n, seed=self.config.data.test_seed)
-        for start in range(0, n, size):
-            yield self._generators[1](keys[start : start + size])
+        for index in self.eval_indices(n, rows):
+            yield self._generators[1](keys[index])
 
     # -- loss and metrics -----------------------------------------------------------------
     def _split(self, frames):

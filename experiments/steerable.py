@@ -185,9 +185,8 @@ class Steerable(Experiment):
     def build_model(self, rngs: nnx.Rngs) -> SteerableDFN:
         return SteerableDFN(self.model_config, rngs=rngs)
 
-    def train_batch(self, step: int) -> dict:
-        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
-        return self._generators[0](keys)
+    def train_batch(self, step: int, rows=None) -> dict:
+        return self._generators[0](self.example_keys(step, rows))
 
     def test_examples(self, num: int) -> dict:
         """The first ``num`` examples of the fixed test set (images, theta, targets)."""
@@ -195,11 +194,11 @@ class Steerable(Experiment):
         keys = test_set_keys(max(num, self.config.eval_batch_size), seed=self.config.data.test_seed)
         return jax.tree.map(lambda x: x[:num], self._generators[1](keys))
 
-    def eval_batches(self):
-        n, size = self.config.num_eval_examples, self.config.eval_batch_size
+    def eval_batches(self, rows=None):
+        n = self.config.num_eval_examples
         keys = test_set_keys(n, seed=self.config.data.test_seed)
-        for start in range(0, n, size):
-            yield self._generators[1](keys[start : start + size])
+        for index in self.eval_indices(n, rows):
+            yield self._generators[1](keys[index])
 
     # -- loss and metrics -----------------------------------------------------------------
     def loss(self, model, batch):

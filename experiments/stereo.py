@@ -135,25 +135,30 @@ class Stereo(Experiment):
         n = (n // size) * size if n >= size else n
         return left[:n], right[:n]
 
-    def train_batch(self, step: int) -> dict:
-        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
+    def train_batch(self, step: int, rows=None) -> dict:
         if self.uses_standin:
-            return self._standin_batch(keys, with_disparity=False)
+            return self._standin_batch(self.example_keys(step, rows), with_disparity=False)
         left, right = self._pairs["train"]
-        index = np.asarray(jax.random.randint(keys[0], (self.config.batch_size,), 0, len(left)))
+        size = self.config.batch_size
+        index = np.asarray(jax.random.randint(self.example_keys(step)[0], (size,), 0, len(left)))
+        index = index if rows is None else index[rows]
         return {"left": left[index], "right": right[index]}
 
-    def eval_batches(self):
+    @property
+    def eval_batch_size(self) -> int:
+        size = self.config.eval_batch_size
+        return size if self.uses_standin else min(size, len(self._test_pairs()[0]))
+
+    def eval_batches(self, rows=None):
         if not self.uses_standin:
             left, right = self._test_pairs()
-            size = min(self.config.eval_batch_size, len(left))
-            for start in range(0, len(left) - size + 1, size):
-                yield {"left": left[start : start + size], "right": right[start : start + size]}
+            for index in self.eval_indices(len(left), rows):
+                yield {"left": left[index], "right": right[index]}
             return
-        n, size = self.config.num_eval_sequences, self.config.eval_batch_size
+        n = self.config.num_eval_sequences
         keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
-        for start in range(0, n, size):
-            yield self._standin_batch(keys[start : start + size], with_disparity=True)
+        for index in self.eval_indices(n, rows):
+            yield self._standin_batch(keys[index], with_disparity=True)
 
     # -- loss and metrics -------------------------------------------------------------------
     def loss(self, model, batch):

@@ -33,15 +33,21 @@ HEADER_KEYS = {"benchmark", "date", "jax_version", "backend", "device_kind", "cp
 @pytest.mark.slow
 def test_train_step_benchmark_small(tmp_path):
     out = tmp_path / "train_step.json"
-    doc = run_benchmark("train_step", "--small", "--runs", "1", "--out", str(out))
+    doc = run_benchmark(
+        "train_step", "--small", "--runs", "1", "--remat", "false,true", "--out", str(out)
+    )
     assert json.loads(out.read_text()) == doc
     assert HEADER_KEYS <= doc.keys()
     assert doc["benchmark"] == "train_step" and doc["small"] and doc["runs"] == 1
     assert {"num_params", "config", "unroll_values", "unroll_note", "total_wall_s"} <= doc.keys()
     assert doc["unroll_values"] == [True]  # CPU default: the rolled scan is skipped, and why
     assert "12868" in doc["unroll_note"]
-    (record,) = doc["results"]
+    record, remat = doc["results"]
     assert record["unroll"] is True and record["num_params"] == doc["num_params"] > 0
+    assert (record["remat"], remat["remat"]) == (False, True)
+    assert record["dtype"] == remat["dtype"] == "float32"
+    assert [row["remat"] for row in doc["comparison"]] == [False, True]
+    assert doc["comparison"][0]["time_vs_first"] == 1.0 and doc["comparison"][1]["temp_bytes"] > 0
     assert record["batch_shape"] == [2, 6, 32, 32, 1]
     for step in ("train", "eval"):
         res = record[step]

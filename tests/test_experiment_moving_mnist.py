@@ -109,3 +109,26 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(OSError, match="not writable"):
         main.train_and_evaluate(tiny_config(), str(pathlib.Path(blocker) / "run"))
+
+
+def test_mixed_precision_and_remat_train_with_float32_parameters_and_loss(tmp_path):
+    """bfloat16 compute + remat, as config options: float32 parameters, optimiser state and
+    loss; finite metrics; the loss stays close to the float32 run's."""
+    import jax
+    import jax.numpy as jnp
+
+    from dfn_jax.training import Trainer
+
+    losses = {}
+    for dtype, remat in (("float32", False), ("bfloat16", True)):
+        config = tiny_config(**{"model.dtype": dtype, "model.remat": remat})
+        trainer = Trainer(main.make_experiment(config))
+        state = trainer.init_state()
+        for step in range(2):
+            state, metrics = trainer.train_step(state, trainer.train_batch(step))
+        assert metrics["loss"].dtype == jnp.float32
+        leaves = jax.tree.leaves((state["params"], state["opt_state"]))
+        assert all(x.dtype in (jnp.float32, jnp.int32) for x in leaves), dtype
+        losses[dtype] = float(metrics["loss"])
+    assert np.isfinite(losses["bfloat16"])
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)

@@ -194,6 +194,27 @@ def test_unroll_true_matches_rolled_scan():
     np.testing.assert_allclose(rolled.filters, unrolled.filters, atol=1e-6)
 
 
+@pytest.mark.parametrize("unroll", [1, True])
+def test_remat_gives_the_same_loss_and_gradients_and_recomputes(unroll):
+    clip = _clip((2, 6, 8, 8, 1), seed=9)
+
+    def loss_and_grads(config):
+        graphdef, params = nnx.split(_model(config))
+
+        def loss(p):
+            return jnp.mean(nnx.merge(graphdef, p)(clip).frames ** 2)
+
+        return jax.value_and_grad(loss)(params), jax.make_jaxpr(jax.grad(loss))(params)
+
+    (plain, plain_grads), plain_jaxpr = loss_and_grads(_small(unroll=unroll))
+    (remat, remat_grads), remat_jaxpr = loss_and_grads(_small(unroll=unroll, remat=True))
+    np.testing.assert_allclose(remat, plain, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(plain_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert "checkpoint" in str(remat_jaxpr) or "remat" in str(remat_jaxpr)
+    assert "checkpoint" not in str(plain_jaxpr) and "remat" not in str(plain_jaxpr)
+
+
 def test_predict_rolls_out_beyond_the_training_horizon():
     model = _model(SMALL)
     clip = _clip((2, 6, 8, 8, 1), seed=5)
@@ -261,6 +282,7 @@ def test_rgb_frames_dynamic_bias_and_bfloat16():
         (dict(decoder_features=(8, 0)), r"decoder_features\[1\]"),
         (dict(num_output_frames=0), "num_output_frames"),
         (dict(unroll=0), "unroll"),
+        (dict(remat="yes"), "remat"),
         (dict(dtype="int32"), "dtype"),
         (dict(baseline_output="tanh"), "baseline_output"),
     ],

@@ -11,13 +11,13 @@ from experiments import main
 
 
 def _train(num_devices, steps=3):
-    config = tiny_config(batch_size=8)
+    config = tiny_config(batch_size=8, eval_batch_size=8, num_eval_sequences=8)
     config.mesh.data = num_devices
     experiment = main.make_experiment(config)
     trainer = Trainer(experiment)
     state = trainer.init_state()
     for step in range(steps):
-        state, _ = trainer.train_step(state, trainer.shard_batch(experiment.train_batch(step)))
+        state, _ = trainer.train_step(state, trainer.train_batch(step))
     return trainer, jax.device_get(state["params"])
 
 

@@ -69,6 +69,7 @@ from dfn_jax.models._common import (
     _check_images,
     _is_int,
     _positive_int,
+    check_time_loop_fields,
     dynamic_filter_or_output_conv,
     scan_steps,
 )
@@ -109,6 +110,8 @@ class HighwayDFNConfig:
       image_size: frame side (64); the untied biases are made for it.
       channels: frame channels (1, grayscale).
       unroll: passed to ``jax.lax.scan`` (``1`` rolled, ``True`` fully unrolled).
+      remat: rematerialise each recurrent step in the backward pass (``jax.checkpoint``): less
+        activation memory, about one more forward pass of compute.
       dtype, param_dtype: computation and parameter dtypes; the softmax, the filtering and the
         predicted frames stay float32.
       leaky_relu_slope: 0.01 (Lasagne's ``leaky_rectify``).
@@ -135,6 +138,7 @@ class HighwayDFNConfig:
     image_size: int = 64
     channels: int = 1
     unroll: int | bool = 1
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     leaky_relu_slope: float = 0.01
@@ -156,10 +160,7 @@ class HighwayDFNConfig:
                 f"`generator_frames` ({self.generator_frames}) cannot exceed `num_input_frames` "
                 f"({self.num_input_frames}): the first window is made of observed frames."
             )
-        if isinstance(self.unroll, bool):
-            pass
-        elif not _is_int(self.unroll) or self.unroll < 1:
-            raise ValueError(f"`unroll` must be True/False or an int >= 1, got {self.unroll!r}.")
+        check_time_loop_fields(self)
 
     @property
     def num_taps(self) -> int:
@@ -297,7 +298,9 @@ class HighwayDFN(nnx.Module):
                 carry, _ = model.advance(carry, window)
                 return carry, None
 
-            hidden, _ = scan_steps(warm_up_step, hidden, windows, num_warm_up, cfg.unroll)
+            hidden, _ = scan_steps(
+                warm_up_step, hidden, windows, num_warm_up, cfg.unroll, cfg.remat
+            )
 
         def prediction_step(carry, _):
             model = nnx.merge(graphdef, state)
@@ -307,7 +310,12 @@ class HighwayDFN(nnx.Module):
             return (hidden, window), (prediction, filters)
 
         _, (predictions, filters) = scan_steps(
-            prediction_step, (hidden, context[:, num_context - g :]), None, num_future, cfg.unroll
+            prediction_step,
+            (hidden, context[:, num_context - g :]),
+            None,
+            num_future,
+            cfg.unroll,
+            cfg.remat,
         )
         predictions = jnp.moveaxis(predictions, 0, 1)
         if filters is not None:

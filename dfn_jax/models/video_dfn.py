@@ -49,6 +49,7 @@ from flax import nnx
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
 from dfn_jax.models._common import (
     check_output_fields,
+    check_time_loop_fields,
     dynamic_filter_or_output_conv,
     scan_steps,
     upsample_nearest_2x,
@@ -80,6 +81,8 @@ class VideoDFNConfig:
       teacher_forcing: if ``True``, steps after the first prediction read the true frames instead
         of the model's own previous predictions.
       unroll: passed to ``jax.lax.scan`` (``1`` = rolled loop, ``True`` = fully unrolled).
+      remat: rematerialise each recurrent step in the backward pass (``jax.checkpoint``): less
+        activation memory, about one more forward pass of compute.
       channels: frame channels ``C``.
       dtype: computation dtype of the convolutions (e.g. ``"bfloat16"``); the softmax, the
         dynamic filtering and the predicted frames stay in float32.
@@ -105,6 +108,7 @@ class VideoDFNConfig:
     num_output_frames: int = 10
     teacher_forcing: bool = False
     unroll: int | bool = 1
+    remat: bool = False
     channels: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -159,10 +163,7 @@ class VideoDFNConfig:
                 f"`encoder_features[-1]` == `hidden_features`, got {self.encoder_features[-1]} "
                 f"and {self.hidden_features}."
             )
-        if isinstance(self.unroll, bool):
-            pass
-        elif not isinstance(self.unroll, (int, np.integer)) or self.unroll < 1:
-            raise ValueError(f"`unroll` must be True/False or an int >= 1, got {self.unroll!r}.")
+        check_time_loop_fields(self)
         check_output_fields(self)
 
     @property
@@ -402,7 +403,7 @@ class VideoDFN(nnx.Module):
 
         if num_context > 1:
             hidden, _ = scan_steps(
-                warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll
+                warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll, cfg.remat
             )
 
         def prediction_step(carry, teacher_frame):
@@ -415,7 +416,7 @@ class VideoDFN(nnx.Module):
 
         xs = None if teacher is None else jnp.moveaxis(teacher, 1, 0)
         _, (predictions, filters) = scan_steps(
-            prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll
+            prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll, cfg.remat
         )
         predictions = jnp.moveaxis(predictions, 0, 1)
         if filters is not None:

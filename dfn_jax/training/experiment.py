@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 PyTree = Any
@@ -48,17 +49,41 @@ class Experiment(abc.ABC):
         """Returns a freshly initialised model."""
 
     @abc.abstractmethod
-    def train_batch(self, step: int) -> PyTree:
-        """The global training batch for ``step``: a pure function of the seed and the step, so a
-        resumed run sees exactly the batches an uninterrupted one would."""
+    def train_batch(self, step: int, rows: np.ndarray | None = None) -> PyTree:
+        """Rows ``rows`` (all if ``None``) of the global training batch for ``step``.
+
+        A pure function of the seed and the step, so a resumed run sees exactly the batches an
+        uninterrupted one would; on several processes each generates or loads only its rows
+        (:meth:`example_keys` gives every example its own key, which makes that easy).
+        """
 
     @abc.abstractmethod
     def loss(self, model: nnx.Module, batch: PyTree) -> tuple[jax.Array, Mapping[str, jax.Array]]:
         """Scalar training loss and a dict of scalar metrics to log (traced under ``jit``)."""
 
     @abc.abstractmethod
-    def eval_batches(self) -> Iterable[PyTree]:
-        """The fixed evaluation set, in order."""
+    def eval_batches(self, rows: np.ndarray | None = None) -> Iterable[PyTree]:
+        """The fixed evaluation set, in order, in batches of :attr:`eval_batch_size`; of each
+        batch only the rows ``rows`` (all if ``None``), as for :meth:`train_batch`."""
+
+    @property
+    def eval_batch_size(self) -> int:
+        """The size of every evaluation batch (``config.eval_batch_size`` unless overridden)."""
+        return self.config.eval_batch_size
+
+    def eval_indices(self, num_examples: int, rows: np.ndarray | None = None):
+        """Yields, per evaluation batch of :attr:`eval_batch_size`, the indices into an evaluation
+        set of ``num_examples`` of its rows (only ``rows`` of each batch if given)."""
+        size = self.eval_batch_size
+        for start in range(0, num_examples - size + 1, size):
+            index = np.arange(start, start + size)
+            yield index if rows is None else index[rows]
+
+    def example_keys(self, step: int, rows: np.ndarray | None = None) -> jax.Array:
+        """One PRNG key per example of the training batch of ``step`` (only ``rows`` if given):
+        ``split(fold_in(data_key, step), batch_size)``, whichever process asks."""
+        keys = jax.random.split(jax.random.fold_in(self.data_key, step), self.config.batch_size)
+        return keys if rows is None else keys[rows]
 
     @abc.abstractmethod
     def eval_sums(self, model: nnx.Module, batch: PyTree) -> Mapping[str, jax.Array]:

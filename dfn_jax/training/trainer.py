@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from dfn_jax.training import optim, validation
@@ -58,10 +58,28 @@ def check_workdir(workdir: pathlib.Path) -> None:
 
 
 def make_mesh(num_devices: int) -> jax.sharding.Mesh:
-    """A 1-D data-parallel mesh over ``num_devices`` devices (0 or -1: all of them)."""
+    """A 1-D data-parallel mesh (axis ``"data"``) over ``num_devices`` of the global devices
+    (0 or -1: all of them, on every process)."""
     devices = jax.devices()
     n = len(devices) if num_devices <= 0 else num_devices
-    return jax.sharding.Mesh(np.asarray(devices[:n]), ("data",))
+    return jax.make_mesh((n,), ("data",), (AxisType.Auto,), devices=devices[:n])
+
+
+def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
+    """Indices of the rows of a global ``[batch_size, ...]`` batch that live on this process's
+    devices under ``sharding``, in the order ``jax.make_array_from_process_local_data`` expects
+    them (ascending). All rows on one process; a contiguous block per process on a multi-host
+    mesh."""
+    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    starts = sorted({(s[0].start or 0, s[0].stop or batch_size) for s in index_map.values()})
+    return np.concatenate([np.arange(a, b) for a, b in starts])
+
+
+def host_local_copy(tree: Any) -> Any:
+    """A copy of a tree of replicated global arrays on this process's first device only, so
+    that process 0 can run a model (figures) without the other processes taking part."""
+    device = jax.local_devices()[0]
+    return jax.tree.map(lambda a: jax.device_put(a.addressable_data(0), device), tree)
 
 
 def _is_finite(metrics: dict) -> tuple[bool, str]:
@@ -123,13 +141,36 @@ class Trainer:
         return self.experiment.eval_sums(self.bind(params), batch)
 
     # -- host-side loops ------------------------------------------------------------------
-    def shard_batch(self, batch):
-        return jax.device_put(batch, self.batch_sharding)
+    def local_rows(self, batch_size: int) -> np.ndarray:
+        """The rows of a global batch of ``batch_size`` that this process loads."""
+        return process_rows(self.batch_sharding, batch_size)
+
+    def shard_batch(self, local_batch, batch_size: int | None = None):
+        """A global batch sharded on ``"data"`` from this process's rows of it.
+
+        ``local_batch`` holds the rows ``local_rows(batch_size)`` (on one process: the whole
+        batch, and ``batch_size`` may be omitted).
+        """
+        leaves = jax.tree.leaves(local_batch)
+        size = batch_size if batch_size is not None else leaves[0].shape[0]
+
+        def global_array(x):
+            return jax.make_array_from_process_local_data(
+                self.batch_sharding, x, (size, *x.shape[1:])
+            )
+
+        return jax.tree.map(global_array, local_batch)
+
+    def train_batch(self, step: int):
+        """The global training batch of ``step``; each process generates only its own rows."""
+        size = self.config.batch_size
+        return self.shard_batch(self.experiment.train_batch(step, self.local_rows(size)), size)
 
     def evaluate(self, params) -> dict:
         totals = None
-        for batch in self.experiment.eval_batches():
-            sums = self.eval_step(params, self.shard_batch(batch))
+        size = self.experiment.eval_batch_size
+        for batch in self.experiment.eval_batches(self.local_rows(size)):
+            sums = self.eval_step(params, self.shard_batch(batch, size))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         if totals is None:
             raise ValueError("The experiment's evaluation set is empty.")
@@ -179,8 +220,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
     time_offset = float(state["train_time_s"])
     try:
         for step in range(start, total):
-            batch = trainer.shard_batch(experiment.train_batch(step))
-            state, metrics = trainer.train_step(state, batch)
+            state, metrics = trainer.train_step(state, trainer.train_batch(step))
             done = step + 1
             is_log = done % config.log_every_steps == 0 or done == total
             is_ckpt = done % config.checkpoint_every_steps == 0 or done == total or preempted
@@ -201,7 +241,11 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
                 progress.update(done, {"loss": last_metrics["loss"]})
             if is_ckpt:
                 elapsed = time_offset + time.perf_counter() - step_time_start
-                state = dict(state, train_time_s=jnp.asarray(elapsed, jnp.float32))
+                # Replicated like the rest of the state (process 0's clock is the one saved).
+                elapsed = jax.make_array_from_process_local_data(
+                    trainer.replicated, np.asarray(elapsed, np.float32)
+                )
+                state = dict(state, train_time_s=elapsed)
                 checkpointer.save(done, state, force=True)
             if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total:
                 writer.write(done, _scalars(trainer.evaluate(state["params"])), prefix="eval/")
@@ -217,7 +261,6 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
     eval_start = time.perf_counter()
     test_metrics = trainer.evaluate(state["params"])
     eval_time = time.perf_counter() - eval_start
-    model = trainer.bind(state["params"])
     results = {
         "experiment": type(experiment).__name__,
         "steps": int(state["step"]),
@@ -228,6 +271,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         if start < total
         else None,
         "devices": [str(d) for d in trainer.mesh.devices.flat],
+        "num_processes": jax.process_count(),
         "test": {k: _jsonable(v) for k, v in test_metrics.items()},
         **experiment.describe(),
     }
@@ -237,6 +281,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         figures_dir.mkdir(exist_ok=True)
         from dfn_jax import viz
 
+        model = trainer.bind(host_local_copy(state["params"]))  # process 0 alone runs it
         paths = list(experiment.write_figures(model, figures_dir))
         paths.append(viz.plot_loss_curves(workdir, figures_dir / "loss_curves.png"))
         results["figures"] = [str(p.relative_to(workdir)) for p in paths if p is not None]

@@ -35,11 +35,14 @@ def trainer_problems(config) -> list[str]:
     n = available if devices in (0, -1) else devices
     if not isinstance(n, int) or n <= 0 or n > available:
         problems.append(f"`mesh.data` must be -1 (all) or 1..{available} devices, got {devices!r}.")
-    elif isinstance(config.get("batch_size"), int) and config.batch_size % n:
-        problems.append(
-            f"`batch_size` ({config.batch_size}) must be divisible by the number of data-parallel "
-            f"devices ({n}); set `mesh.data` or change `batch_size`."
-        )
+    else:
+        for name in ("batch_size", "eval_batch_size"):
+            size = config.get(name)
+            if isinstance(size, int) and size > 0 and size % n:
+                problems.append(
+                    f"`{name}` ({size}) must be divisible by the number of data-parallel "
+                    f"devices ({n}); set `mesh.data` or change `{name}`."
+                )
     return problems
 
 

@@ -86,4 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.recurrent = True
     config.model.untied_bias_layer = 0
     config.model.unroll = "auto"  # Full unroll on CPU (jax issue 12868), rolled elsewhere.
+    # Memory and speed (README "Scaling out"): "bfloat16" computes the convolutions in bfloat16
+    # (parameters, softmax, filtering, predictions and loss stay float32); remat recomputes each
+    # recurrent step in the backward pass instead of storing its activations.
+    config.model.dtype = "float32"
+    config.model.remat = False
     return config

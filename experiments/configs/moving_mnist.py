@@ -86,6 +86,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.num_output_frames = 10
     config.model.teacher_forcing = False
     config.model.unroll = "auto"  # "auto": full unroll on CPU (jax issue 12868), rolled elsewhere.
+    # Memory and speed (README "Scaling out"): "bfloat16" computes the convolutions in bfloat16
+    # (parameters, softmax, filtering, predictions and loss stay float32); remat recomputes each
+    # recurrent step in the backward pass instead of storing its activations.
+    config.model.dtype = "float32"
+    config.model.remat = False
 
     if variant in ("quick", "shapes"):
         config.model.encoder_features = (8, 8, 16, 16, 32)
