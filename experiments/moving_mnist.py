@@ -41,6 +41,20 @@ def model_config(config) -> VideoDFNConfig:
 class MovingMNIST(Experiment):
     """20-frame sequences: 10 observed, 10 predicted in closed loop; BCE loss."""
 
+    config_keys = frozenset(["eval_batch_size", "num_eval_sequences", "num_figure_sequences"])
+    data_keys = frozenset(
+        [
+            "download",
+            "image_size",
+            "mnist_dir",
+            "num_objects",
+            "source",
+            "step_length",
+            "test_seed",
+            "tfds_data_dir",
+        ]
+    )
+
     @functools.cached_property
     def model_config(self) -> VideoDFNConfig:
         return model_config(self.config)

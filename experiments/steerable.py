@@ -95,6 +95,23 @@ def _digit_examples(keys, digits, *, image_size, digit_size, filter_size, sigma)
 class Steerable(Experiment):
     """Images and angles in, ``cos(theta) I_x + sin(theta) I_y`` out; MSE loss."""
 
+    config_keys = frozenset(["eval_batch_size", "num_eval_examples", "num_figure_examples"])
+    data_keys = frozenset(
+        [
+            "digit_size",
+            "download",
+            "filter_size",
+            "image_size",
+            "mnist_dir",
+            "num_gabors",
+            "num_shapes",
+            "sigma",
+            "source",
+            "test_seed",
+            "tfds_data_dir",
+        ]
+    )
+
     @functools.cached_property
     def model_config(self) -> SteerableDFNConfig:
         return model_config(self.config)

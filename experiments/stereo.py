@@ -49,6 +49,20 @@ class Stereo(Experiment):
     """Left image -> right image; MSE loss. Batches are dicts ``left``, ``right`` (and
     ``disparity`` for the stand-in's evaluation batches)."""
 
+    config_keys = frozenset(["eval_batch_size", "num_eval_sequences", "num_figure_sequences"])
+    data_keys = frozenset(
+        [
+            "datasets",
+            "image_size",
+            "max_disparity",
+            "path",
+            "swap_hw",
+            "test_fraction",
+            "test_path",
+            "test_seed",
+        ]
+    )
+
     @functools.cached_property
     def model_config(self) -> StereoDFNConfig:
         return model_config(self.config)

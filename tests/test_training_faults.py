@@ -122,3 +122,19 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert (tmp_path / "checkpoints" / "2.corrupt").is_dir()
     fresh = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path / "fresh"))
     assert resumed["test"] == fresh["test"]
+
+
+def test_missing_commit_marker_and_half_written_directory_are_not_resumed_from(tmp_path):
+    """A crash mid-save leaves a step without its commit marker or a temporary directory:
+    neither stops the re-run, which ends where an uninterrupted run does."""
+    config = tiny_config(num_train_steps=2, checkpoint_every_steps=1)
+    main.train_and_evaluate(config, str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "2" / "_CHECKPOINT_METADATA").unlink()
+    half = checkpoints / "3.orbax-checkpoint-tmp-1"
+    half.mkdir()
+    (half / "partial").write_bytes(b"\0" * 10)
+    resumed = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path))
+    assert resumed["steps"] == 3
+    fresh = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path / "fresh"))
+    assert resumed["test"] == fresh["test"]

@@ -7,9 +7,11 @@ the same global batches, so both must end at the same parameters (to float toler
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -56,17 +58,14 @@ def _final_params(workdir):
     return jax.device_get(state["params"])
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    multi = tmp_path_factory.mktemp("two_processes")
-    single = tmp_path_factory.mktemp("one_process")
+def _start_job(workdir, extra_flags=()) -> list[subprocess.Popen]:
+    """Two processes of one job on loopback, 2 CPU devices each."""
     address = f"localhost:{_free_port()}"
-    command = [sys.executable, "-m", "experiments.main", *JOB_FLAGS]
-    processes = [
+    return [
         subprocess.Popen(
-            command
+            [sys.executable, "-m", "experiments.main", *JOB_FLAGS, *extra_flags]
             + [
-                f"--workdir={multi}",
+                f"--workdir={workdir}",
                 f"--coordinator_address={address}",
                 "--num_processes=2",
                 f"--process_id={i}",
@@ -79,18 +78,31 @@ def runs(tmp_path_factory):
         )
         for i in range(2)
     ]
+
+
+def _finish(processes, timeout=600) -> list[str]:
     outputs = []
     for process in processes:
         try:
-            outputs.append(process.communicate(timeout=600)[0])
+            outputs.append(process.communicate(timeout=timeout)[0])
         except subprocess.TimeoutExpired:
             for p in processes:
                 p.kill()
             raise
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    multi = tmp_path_factory.mktemp("two_processes")
+    single = tmp_path_factory.mktemp("one_process")
+    processes = _start_job(multi)
+    outputs = _finish(processes)
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output
     done = subprocess.run(
-        command + [f"--workdir={single}", "--distributed=off"],
+        [sys.executable, "-m", "experiments.main", *JOB_FLAGS]
+        + [f"--workdir={single}", "--distributed=off"],
         cwd=REPO_ROOT,
         env=_env(4),
         capture_output=True,
@@ -124,6 +136,28 @@ def test_only_process_zero_writes_logs_figures_and_results(runs):
     # One writer: every logged step appears once, not once per process.
     steps = [json.loads(line)["step"] for line in lines if '"train/loss"' in line]
     assert steps == sorted(set(steps)) and steps[-1] == STEPS
+
+
+def test_sigterm_to_one_process_saves_the_same_step_on_both(tmp_path):
+    """A preemption notice reaches one host: JAX's preemption service makes every process save
+    at the same step and exit cleanly; re-running resumes from it."""
+    processes = _start_job(tmp_path, ["--config.num_train_steps=100000"])
+    target = tmp_path / "checkpoints" / "1"
+    deadline = time.time() + 300
+    while not (target / "_CHECKPOINT_METADATA").exists():
+        if any(p.poll() is not None for p in processes) or time.time() > deadline:
+            outputs = _finish(processes, timeout=10)
+            raise AssertionError(f"the job did not reach step 1:\n{outputs}")
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = _finish(processes, timeout=300)
+    saved = []
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+        assert "SIGTERM received: saved the checkpoint at step" in output, output
+        saved.append(int(output.split("checkpoint at step ")[1].split(";")[0]))
+    assert saved[0] == saved[1]
+    assert (tmp_path / "checkpoints" / str(saved[0]) / "_CHECKPOINT_METADATA").exists()
 
 
 def test_distributed_settings_are_checked():

@@ -32,10 +32,12 @@ def test_eight_devices_reach_the_parameters_of_one_device_and_compile_once():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
-def test_batch_not_divisible_by_devices_and_other_problems_are_listed_together():
+def test_unknown_keys_indivisible_batch_and_other_problems_are_listed_together():
     config = tiny_config(batch_size=6, learning_rate=-1.0, num_train_steps=0)
     config.mesh.data = 4
     config.model.filter_size = 4
+    config.batchsize = 8  # typos in a forked config
+    config.data.imagesize = 32
     with pytest.raises(ConfigError) as info:
         Trainer(main.make_experiment(config))
     message = str(info.value)
@@ -43,3 +45,5 @@ def test_batch_not_divisible_by_devices_and_other_problems_are_listed_together()
     assert "`learning_rate` must be a positive number" in message
     assert "`num_train_steps` must be a positive integer" in message
     assert "filter_size" in message
+    assert "unknown config key `batchsize` (did you mean `batch_size`?)" in message
+    assert "unknown config key `data.imagesize` (did you mean `data.image_size`?)" in message

@@ -38,6 +38,12 @@ def dataclass_from_config(cls, section, **overrides):
 class Experiment(abc.ABC):
     """Model + data + loss for one paper experiment, configured by an ``ml_collections`` config."""
 
+    #: Top-level config keys the experiment reads besides the trainer's
+    #: (``validation.TRAINER_KEYS``), and the keys of its ``data`` section. Any other key is
+    #: reported as unknown before training starts; ``None`` leaves that level unchecked.
+    config_keys: frozenset[str] | None = None
+    data_keys: frozenset[str] | None = None
+
     def __init__(self, config):
         self.config = config
         # Training batches derive from this key and the step only (never from process history),

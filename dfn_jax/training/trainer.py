@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -97,7 +98,9 @@ class Trainer:
         config = experiment.config
         self.config = config
         validation.raise_if_problems(
-            validation.trainer_problems(config) + experiment.config_problems()
+            validation.trainer_problems(config)
+            + validation.unknown_key_problems(config, experiment.config_keys, experiment.data_keys)
+            + experiment.config_problems()
         )
         self.mesh = make_mesh(config.get("mesh", {}).get("data", -1))
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
@@ -179,6 +182,33 @@ class Trainer:
         return {name: np.asarray(value) / count for name, value in totals.items()}
 
 
+class PreemptionWatch:
+    """Says at which step to save and stop after a SIGTERM (preemption notice).
+
+    One process: a SIGTERM handler sets a flag; the step that sees it saves. Several processes:
+    every process must save at the same step, whichever of them got the signal, so JAX's
+    preemption service decides (``multihost_utils.reached_preemption_sync_point``: the notice
+    is propagated to all processes, which agree on the next step after all of them have seen it).
+    """
+
+    def __init__(self):
+        self.multi_process = jax.process_count() > 1
+        self._flag: list[bool] = []
+        self._previous = None
+        if not self.multi_process:  # the distributed runtime catches SIGTERM itself
+            self._previous = signal.signal(signal.SIGTERM, lambda *_: self._flag.append(True))
+
+    def reached(self, step: int) -> bool:
+        if self.multi_process:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return bool(self._flag)
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
 def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -213,8 +243,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
     total = config.num_train_steps
     progress = Progress(total, first_step=start, enabled=is_main)
 
-    preempted = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+    preemption = PreemptionWatch()
     last_metrics: dict = {}
     step_time_start = time.perf_counter()
     time_offset = float(state["train_time_s"])
@@ -222,6 +251,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         for step in range(start, total):
             state, metrics = trainer.train_step(state, trainer.train_batch(step))
             done = step + 1
+            preempted = preemption.reached(done)
             is_log = done % config.log_every_steps == 0 or done == total
             is_ckpt = done % config.checkpoint_every_steps == 0 or done == total or preempted
             if is_log or is_ckpt:
@@ -253,7 +283,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
                 checkpointer.wait()
                 raise Preempted(f"SIGTERM received: saved the checkpoint at step {done}; exiting.")
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        preemption.close()
         checkpointer.wait()
         writer.flush()
 

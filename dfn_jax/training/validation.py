@@ -5,12 +5,36 @@ Every problem found is collected, so one error lists them all instead of surfaci
 
 from __future__ import annotations
 
+import difflib
+
 import jax
 
 
 class ConfigError(ValueError):
     """A configuration with one or more problems; the message lists each on its own line."""
 
+
+# Every top-level key the trainer itself reads (``model`` and ``data`` belong to the experiment).
+TRAINER_KEYS = frozenset(
+    {
+        "experiment",
+        "variant",
+        "seed",
+        "batch_size",
+        "learning_rate",
+        "lr_halve_every_steps",
+        "grad_clip_norm",
+        "num_train_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "checkpoints_to_keep",
+        "mesh",
+        "model",
+        "data",
+    }
+)
+MESH_KEYS = frozenset({"data"})
 
 POSITIVE_INTS = ("batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps")
 NON_NEGATIVE_INTS = ("eval_every_steps", "lr_halve_every_steps")
@@ -43,6 +67,27 @@ def trainer_problems(config) -> list[str]:
                     f"`{name}` ({size}) must be divisible by the number of data-parallel "
                     f"devices ({n}); set `mesh.data` or change `{name}`."
                 )
+    return problems
+
+
+def unknown_key_problems(config, experiment_keys=None, data_keys=None) -> list[str]:
+    """Keys nothing reads (a typo in a forked config must not be silently ignored).
+
+    ``experiment_keys``: the top-level keys the experiment reads besides the trainer's;
+    ``data_keys``: the keys of its ``data`` section. ``None`` leaves that level unchecked. The
+    ``model`` section is checked by the model's config dataclass.
+    """
+    levels = [("", config, None if experiment_keys is None else TRAINER_KEYS | experiment_keys)]
+    levels.append(("mesh.", config.get("mesh", {}), MESH_KEYS))
+    levels.append(("data.", config.get("data", {}), data_keys))
+    problems = []
+    for prefix, section, allowed in levels:
+        if allowed is None:
+            continue
+        for key in sorted(set(section.keys()) - allowed):
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean `{prefix}{close[0]}`?)" if close else ""
+            problems.append(f"unknown config key `{prefix}{key}`{hint}.")
     return problems
 
 

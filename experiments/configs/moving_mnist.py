@@ -60,7 +60,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 3
     config.num_eval_sequences = 10_000
-    config.eval_batch_size = 100
+    # Evaluation batches must divide the test set and be divisible by the number of devices:
+    # 80 divides 10,000 and works on 1, 2, 4, 8 or 16 devices.
+    config.eval_batch_size = 80
     config.num_figure_sequences = 4
     config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 
@@ -99,7 +101,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.head_features = 32
         config.batch_size = 8
         config.learning_rate = 1e-3
-        config.eval_batch_size = 50
+        config.eval_batch_size = 20  # divides 100 and 200; 1, 2 or 4 devices
         config.log_every_steps = 25
     if variant == "quick":
         config.num_train_steps = 700
