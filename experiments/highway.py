@@ -82,7 +82,7 @@ class HighwayDriving(Experiment):
         return not self.config.data.path
 
     def config_problems(self) -> list[str]:
-        config, data, problems = self.config, self.config.data, []
+        data, problems = self.config.data, []
         for name in ("path", "test_path"):
             value = data[name]
             if value and not pathlib.Path(value).expanduser().exists():
@@ -91,20 +91,7 @@ class HighwayDriving(Experiment):
             problems.append("`data.test_path` is set but `data.path` (the training video) is not.")
         if not 0.0 < data.test_fraction < 1.0:
             problems.append(f"`data.test_fraction` must lie in (0, 1), got {data.test_fraction!r}.")
-        for name in ("num_eval_sequences", "eval_batch_size", "num_figure_sequences"):
-            if not isinstance(config[name], int) or config[name] <= 0:
-                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
-        if not problems and config.num_eval_sequences % config.eval_batch_size:
-            problems.append(
-                f"`num_eval_sequences` ({config.num_eval_sequences}) must be a multiple of "
-                f"`eval_batch_size` ({config.eval_batch_size}), so every evaluation batch has "
-                "one shape and the evaluation step compiles once."
-            )
-        try:
-            self.model_config  # noqa: B018 (validates the model fields)
-        except (ValueError, TypeError) as e:
-            problems.append(f"model: {e}")
-        return problems
+        return problems + self.evaluation_problems() + self.model_problems()
 
     def build_model(self, rngs: nnx.Rngs) -> HighwayDFN:
         return HighwayDFN(self.model_config, rngs=rngs)

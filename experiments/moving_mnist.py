@@ -64,7 +64,7 @@ class MovingMNIST(Experiment):
         return self.model_config.num_input_frames + self.model_config.num_output_frames
 
     def config_problems(self) -> list[str]:
-        config, data, problems = self.config, self.config.data, []
+        data, problems = self.config.data, []
         if data.source not in SOURCES:
             problems.append(f"`data.source` must be one of {SOURCES}, got {data.source!r}.")
         if data.source == "mnist" and data.mnist_dir and not pathlib.Path(data.mnist_dir).is_dir():
@@ -73,20 +73,7 @@ class MovingMNIST(Experiment):
             problems.append(
                 f"`data.image_size` must be a positive even int, got {data.image_size!r}."
             )
-        for name in ("num_eval_sequences", "eval_batch_size", "num_figure_sequences"):
-            if not isinstance(config[name], int) or config[name] <= 0:
-                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
-        if not problems and config.num_eval_sequences % config.eval_batch_size:
-            problems.append(
-                f"`num_eval_sequences` ({config.num_eval_sequences}) must be a multiple of "
-                f"`eval_batch_size` ({config.eval_batch_size}), so every evaluation batch has "
-                "one shape and the evaluation step compiles once."
-            )
-        try:
-            self.model_config  # noqa: B018 (validates the model fields)
-        except (ValueError, TypeError) as e:
-            problems.append(f"model: {e}")
-        return problems
+        return problems + self.evaluation_problems() + self.model_problems()
 
     @functools.cached_property
     def _generators(self):

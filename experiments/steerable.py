@@ -125,7 +125,7 @@ class Steerable(Experiment):
         return ops.steered_filter(jnp.asarray(theta), size=data.filter_size, sigma=data.sigma)
 
     def config_problems(self) -> list[str]:
-        config, data, problems = self.config, self.config.data, []
+        data, problems = self.config.data, []
         if data.source not in SOURCES:
             problems.append(f"`data.source` must be one of {SOURCES}, got {data.source!r}.")
         if data.source == "mnist" and data.mnist_dir and not pathlib.Path(data.mnist_dir).is_dir():
@@ -144,20 +144,11 @@ class Steerable(Experiment):
             self.analytic_filters(0.0)
         except ValueError as e:
             problems.append(f"data (analytic filter): {e}")
-        for name in ("num_eval_examples", "eval_batch_size", "num_figure_examples"):
-            if not isinstance(config[name], int) or config[name] <= 0:
-                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
-        if not problems and config.num_eval_examples % config.eval_batch_size:
-            problems.append(
-                f"`num_eval_examples` ({config.num_eval_examples}) must be a multiple of "
-                f"`eval_batch_size` ({config.eval_batch_size}), so every evaluation batch has "
-                "one shape and the evaluation step compiles once."
-            )
-        try:
+        problems += self.evaluation_problems("num_eval_examples", "num_figure_examples")
+        model_problems = self.model_problems()
+        problems += model_problems
+        if not model_problems:
             model = self.model_config
-        except (ValueError, TypeError) as e:
-            problems.append(f"model: {e}")
-        else:
             if model.filter_size != data.filter_size:
                 problems.append(
                     f"`model.filter_size` ({model.filter_size}) must equal `data.filter_size` "

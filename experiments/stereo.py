@@ -72,7 +72,7 @@ class Stereo(Experiment):
         return not self.config.data.path
 
     def config_problems(self) -> list[str]:
-        config, data, problems = self.config, self.config.data, []
+        data, problems = self.config.data, []
         for name in ("path", "test_path"):
             value = data[name]
             if value and not pathlib.Path(value).expanduser().exists():
@@ -86,20 +86,7 @@ class Stereo(Experiment):
                 f"`data.max_disparity` must lie in (0, filter_size // 2 = "
                 f"{self.config.model.filter_size // 2}], got {data.max_disparity!r}."
             )
-        for name in ("num_eval_sequences", "eval_batch_size", "num_figure_sequences"):
-            if not isinstance(config[name], int) or config[name] <= 0:
-                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
-        if not problems and config.num_eval_sequences % config.eval_batch_size:
-            problems.append(
-                f"`num_eval_sequences` ({config.num_eval_sequences}) must be a multiple of "
-                f"`eval_batch_size` ({config.eval_batch_size}), so every evaluation batch has "
-                "one shape and the evaluation step compiles once."
-            )
-        try:
-            self.model_config  # noqa: B018 (validates the model fields)
-        except (ValueError, TypeError) as e:
-            problems.append(f"model: {e}")
-        return problems
+        return problems + self.evaluation_problems() + self.model_problems()
 
     def build_model(self, rngs: nnx.Rngs) -> StereoDFN:
         return StereoDFN(self.model_config, rngs=rngs)

@@ -106,6 +106,33 @@ class Experiment(abc.ABC):
         """
         return []
 
+    def evaluation_problems(
+        self, num_key: str = "num_eval_sequences", figures_key: str = "num_figure_sequences"
+    ) -> list[str]:
+        """Checks the evaluation-set size ``config[num_key]``, ``eval_batch_size`` and the
+        figure count ``config[figures_key]``: positive, and a whole number of evaluation batches
+        (every batch has one shape, so the evaluation step compiles once)."""
+        config, problems = self.config, []
+        for name in (num_key, "eval_batch_size", figures_key):
+            if not isinstance(config[name], int) or config[name] <= 0:
+                problems.append(f"`{name}` must be a positive integer, got {config[name]!r}.")
+        if not problems and config[num_key] % config.eval_batch_size:
+            problems.append(
+                f"`{num_key}` ({config[num_key]}) must be a multiple of `eval_batch_size` "
+                f"({config.eval_batch_size}), so every evaluation batch has one shape and the "
+                "evaluation step compiles once."
+            )
+        return problems
+
+    def model_problems(self) -> list[str]:
+        """The model config's own error, if building it from ``config.model`` fails (reads the
+        subclass's ``model_config`` property)."""
+        try:
+            self.model_config  # noqa: B018
+        except (ValueError, TypeError) as e:
+            return [f"model: {e}"]
+        return []
+
     def write_figures(self, model: nnx.Module, figures_dir: pathlib.Path) -> list[pathlib.Path]:
         """Writes the experiment's PNG figures; returns their paths."""
         del model, figures_dir
