@@ -1,9 +1,10 @@
 """Benchmark of ``ops.dynamic_local_filter`` against an unfold baseline and a memory roofline.
 
 For each shape ``(B, H, W, C, kh, kw)`` (shared filters ``[B, H, W, kh*kw]``) and implementation
-("fast", "reference": the op's keyword; "patches": ``lax.conv_general_dilated_patches`` + einsum,
-differentiated by JAX), times the jitted forward and forward+backward after warm-up, and records
-compile times and compiled temp memory. Forward+backward is ``jax.value_and_grad`` of
+("fast": the C++ kernels on CPU, "xla": the fused XLA ops, "reference": per-pixel patches, all three
+the op's keyword; "patches": ``lax.conv_general_dilated_patches`` + einsum, differentiated by JAX),
+times the jitted forward and forward+backward after warm-up, and records compile times and
+compiled temp memory. Forward+backward is ``jax.value_and_grad`` of
 ``sum(out * cotangent)`` with respect to inputs and filters: the loss is returned so that XLA
 cannot drop the forward pass (the op is linear in each argument, so plain ``jax.grad`` would
 time the backward pass alone). Every implementation is checked against "fast" first.
@@ -13,6 +14,9 @@ Memory roofline, with ``s`` the dtype's item size (4 for float32) and ``F = kh*k
   forward+backward bytes = forward + s*B*H*W*(4C + 2F) (REFERENCE section 5).
 ``roofline_s = bytes / bandwidth``, where the bandwidth is measured in the same run by a jitted
 ``x * 1.0001`` over a float32 array the size of the filter tensor (``2 * bytes / time``).
+
+The header records whether "fast" ran the C++ kernels (``cpu_kernel``: built or loaded from the
+cache, compile seconds, or why not) and the load average before and after the run.
 
 Usage: ``python -m benchmarks.dynamic_filter [--shapes 256,64,64,1,9,9;16,64,64,1,9,9] [--out F]``.
 Prints one JSON document to stdout; progress goes to stderr.
@@ -25,6 +29,7 @@ import datetime
 import json
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +37,7 @@ import numpy as np
 from jax import lax
 
 from dfn_jax import ops
+from dfn_jax.ops import _cpu_kernels
 
 try:
     from benchmarks._timing import compile_time, median_time, temp_bytes
@@ -150,10 +156,14 @@ def bench_shape(shape, args, dtype):
         ratios["fast_fb_vs_fast_forward"] = (
             times["fast", "forward_backward"] / times["fast", "forward"]
         )
-        if ("patches", "forward_backward") in times:
-            ratios["patches_fb_vs_fast_fb"] = (
-                times["patches", "forward_backward"] / times["fast", "forward_backward"]
-            )
+        for other in ("xla", "reference", "patches"):
+            if (other, "forward_backward") in times:
+                ratios[f"{other}_fb_vs_fast_fb"] = (
+                    times[other, "forward_backward"] / times["fast", "forward_backward"]
+                )
+                ratios[f"{other}_forward_vs_fast_forward"] = (
+                    times[other, "forward"] / times["fast", "forward"]
+                )
     record["ratios"] = ratios
     return record
 
@@ -162,7 +172,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="B,H,W,C,kh,kw;B,H,W,C,kh,kw;...")
     p.add_argument("--runs", type=int, default=20, help="timed runs after 2 warm-up runs")
-    p.add_argument("--implementations", default="fast,reference,patches")
+    p.add_argument("--implementations", default="fast,xla,reference,patches")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--max-reference-bytes", type=lambda s: int(float(s)), default=2 * 10**9)
     p.add_argument("--out", help="also write the JSON document to this file")
@@ -171,10 +181,17 @@ def parse_args(argv=None):
     if any(len(s) != 6 for s in args.shapes):
         p.error("each shape needs six integers B,H,W,C,kh,kw")
     impls = [s for s in args.implementations.split(",") if s]
-    if not set(impls) <= {"fast", "reference", "patches"}:
+    if not set(impls) <= {"fast", "xla", "reference", "patches"}:
         p.error(f"unknown implementation in {impls}")
     args.implementations = ["fast"] + [i for i in impls if i != "fast"]  # fast is the baseline
     return args
+
+
+def _load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:  # not available on this platform
+        return None
 
 
 def main(argv=None):
@@ -192,11 +209,17 @@ def main(argv=None):
         "dtype": args.dtype,
         "runs": args.runs,
         "filters": "shared over channels, [B, H, W, kh*kw]",
+        # Builds (or loads) the kernels now, so that their compile time is recorded here.
+        "cpu_kernel": _cpu_kernels.status() if jax.default_backend() == "cpu" else None,
+        "load_average_start": _load_average(),
         "results": [],
     }
+    start = time.perf_counter()
     for shape in args.shapes:
         print(f"shape B,H,W,C,kh,kw = {shape}", file=sys.stderr)
         doc["results"].append(bench_shape(shape, args, dtype))
+    doc["load_average_end"] = _load_average()
+    doc["total_wall_s"] = time.perf_counter() - start
     text = json.dumps(doc, indent=2)
     print(text)
     if args.out:

@@ -1,8 +1,17 @@
-"""Tests of `ops.dynamic_local_filter`: the fast path against the per-pixel reference and against
-the authors' one-hot-convolution construction, its gradients, dtypes, exact properties of one-hot
-and softmax filters, argument checks, and the memory the fused path avoids."""
+"""Tests of `ops.dynamic_local_filter`: the fast path (C++ kernels on CPU) and the fused XLA path
+against the per-pixel reference and against the authors' one-hot-convolution construction, their
+gradients of first and second order, vmap, sharded inputs, dtypes, exact properties of one-hot and
+softmax filters, argument checks, the memory the fused paths avoid, and the kernel build and its
+fallback."""
 
 from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +21,10 @@ from jax import lax
 from jax.test_util import check_grads
 
 from dfn_jax import ops
+from dfn_jax.ops import _cpu_kernels
 
-IMPLEMENTATIONS = ("fast", "reference")
+IMPLEMENTATIONS = ("fast", "xla", "reference")
+FUSED = ("fast", "xla")  # "fast" is the C++ kernel on CPU when it could be built
 
 # One jitted entry point per function, shared by every test (kernel size and implementation are
 # static; each new shape compiles once).
@@ -102,6 +113,9 @@ SHAPES = [
     (2, 9, 7, 3, 3, 5, True),
     (1, 5, 4, 3, 11, 11, True),
     (2, 10, 6, 8, 5, 3, False),
+    (2, 16, 12, 1, 9, 9, True),
+    (1, 6, 40, 2, 3, 19, False),  # kw > 16: several vectors per window row in the kernel
+    (1, 5, 45, 1, 1, 37, True),
 ]
 
 
@@ -112,10 +126,11 @@ def _shape_id(shape):
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
-def test_fast_matches_reference(shape, jit):
+@pytest.mark.parametrize("implementation", FUSED)
+def test_fused_matches_reference(implementation, shape, jit):
     b, h, w, c, kh, kw, per_channel = shape
     x, f = _random_case(0, b, h, w, c, kh, kw, per_channel=per_channel)
-    fast = _local_filter(x, f, kernel_size=(kh, kw), implementation="fast", jit=jit)
+    fast = _local_filter(x, f, kernel_size=(kh, kw), implementation=implementation, jit=jit)
     ref = _local_filter(x, f, kernel_size=(kh, kw), implementation="reference", jit=True)
     assert fast.shape == (b, h, w, c)
     assert fast.dtype == ref.dtype == jnp.float32
@@ -164,11 +179,24 @@ GRADIENT_CASES = [
     ids=[f"{_shape_id(s)}-{'jit' if j else 'eager'}" for s, j in GRADIENT_CASES],
 )
 def test_fast_gradients_match_reference(shape, jit):
+    _check_gradients_match_reference(shape, jit, "fast")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 6, 7, 3, 3, 3, False), (2, 8, 6, 8, 5, 3, True), (1, 5, 30, 2, 3, 19, True)],
+    ids=_shape_id,
+)
+def test_xla_gradients_match_reference(shape):
+    _check_gradients_match_reference(shape, True, "xla")
+
+
+def _check_gradients_match_reference(shape, jit, implementation):
     b, h, w, c, kh, kw, per_channel = shape
     x, f = _random_case(3, b, h, w, c, kh, kw, per_channel=per_channel)
     cotangent = jnp.asarray(np.random.default_rng(4).standard_normal((b, h, w, c)), jnp.float32)
     grads = _grads_jit if jit else _grads
-    dx_fast, df_fast = grads(x, f, cotangent, kernel_size=(kh, kw), implementation="fast")
+    dx_fast, df_fast = grads(x, f, cotangent, kernel_size=(kh, kw), implementation=implementation)
     dx_ref, df_ref = _grads_jit(x, f, cotangent, kernel_size=(kh, kw), implementation="reference")
     assert dx_fast.shape == x.shape and df_fast.shape == f.shape
     assert dx_fast.dtype == x.dtype and df_fast.dtype == f.dtype
@@ -187,15 +215,17 @@ def test_unbatched_gradients_match_reference():
 
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("per_channel", [False, True], ids=["shared", "perchannel"])
-def test_fast_check_grads(per_channel, order):
+@pytest.mark.parametrize("implementation", FUSED)
+def test_fused_check_grads(implementation, per_channel, order):
     # float32: the fast path computes in float32 whatever the input dtype, so float64 inputs would
     # not make the finite differences more accurate. The op is bilinear in (inputs, filters), so
-    # central differences are exact up to rounding and a large eps is safe.
+    # central differences are exact up to rounding and a large eps is safe. Order 2 runs the
+    # VJPs of the input-gradient and filter-gradient ops too.
     x, f = _random_case(7, 1, 4, 5, 2, 3, 3, per_channel=per_channel)
 
     @jax.jit
     def fn(x, f):
-        return ops.dynamic_local_filter(x, f, kernel_size=3)
+        return ops.dynamic_local_filter(x, f, kernel_size=3, implementation=implementation)
 
     check_grads(fn, (x, f), order=order, modes=["rev"], eps=1e-2, atol=1e-2, rtol=1e-2)
 
@@ -413,22 +443,250 @@ def _temp_bytes(fn, args):
 
 
 @pytest.mark.parametrize("shape", MEMORY_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_fast_forward_temp_memory_below_patch_tensor(shape):
+@pytest.mark.parametrize("implementation", FUSED)
+def test_fused_forward_temp_memory_below_patch_tensor(implementation, shape):
     kh, kw = shape[-2:]
 
     def forward(x, f):
-        return ops.dynamic_local_filter(x, f, kernel_size=(kh, kw))
+        return ops.dynamic_local_filter(x, f, kernel_size=(kh, kw), implementation=implementation)
 
     temp = _temp_bytes(forward, _abstract_args(*shape))
     assert temp < _patch_bytes(*shape), (temp, _patch_bytes(*shape))
 
 
 @pytest.mark.parametrize("shape", MEMORY_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_fast_backward_temp_memory_below_patch_tensor(shape):
+@pytest.mark.parametrize("implementation", FUSED)
+def test_fused_backward_temp_memory_below_patch_tensor(implementation, shape):
     kh, kw = shape[-2:]
 
     def loss(x, f):
-        return jnp.sum(ops.dynamic_local_filter(x, f, kernel_size=(kh, kw)))
+        out = ops.dynamic_local_filter(x, f, kernel_size=(kh, kw), implementation=implementation)
+        return jnp.sum(out)
 
     temp = _temp_bytes(jax.grad(loss, argnums=(0, 1)), _abstract_args(*shape))
     assert temp < _patch_bytes(*shape), (temp, _patch_bytes(*shape))
+
+
+# ------------------------------------------------------------------------------------------
+# The C++ kernels: dispatch, agreement with the XLA ops, vmap, sharding, build and fallback.
+
+
+@pytest.fixture
+def cpu_kernel():
+    if jax.default_backend() != "cpu":
+        pytest.skip("the C++ kernels run on the CPU backend only")
+    if not _cpu_kernels.available():
+        pytest.skip(f"C++ kernels unavailable here: {_cpu_kernels.status()['reason']}")
+
+
+def _hlo(fn, *args):
+    return jax.jit(fn).lower(*args).as_text()
+
+
+def test_fast_path_calls_the_kernels_on_cpu(cpu_kernel):
+    x, f = _random_case(20, 2, 6, 7, 3, 3, 3, per_channel=False)
+
+    def loss(x, f, implementation):
+        out = ops.dynamic_local_filter(x, f, kernel_size=3, implementation=implementation)
+        return jnp.sum(out**2)
+
+    fast = _hlo(jax.grad(lambda x, f: loss(x, f, "fast"), argnums=(0, 1)), x, f)
+    for target in _cpu_kernels.TARGETS:
+        assert f"custom_call @{target}(" in fast, target
+    assert "dfn_jax_local_filter" not in _hlo(lambda x, f: loss(x, f, "xla"), x, f)
+
+
+def _random_kernel_cases(count, seed):
+    """Random shapes: any odd kernel up to 13x13 (larger than the image too), C in {1, 3, 8},
+    images down to one row or column, shared or per-channel filters, batched or not."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(count):
+        kh, kw = (int(v) for v in rng.choice([1, 3, 5, 7, 9, 11, 13], 2))
+        h, w = (int(v) for v in rng.integers(1, 14, 2))
+        c = int(rng.choice([1, 3, 8]))
+        cases.append((int(rng.integers(1, 4)), h, w, c, kh, kw, bool(rng.integers(2))))
+    return cases
+
+
+KERNEL_CASES = _random_kernel_cases(8, seed=21) + [
+    (2, 6, 7, 20, 3, 3, False),  # channel-vectorised kernels, a partial last vector
+    (1, 5, 6, 70, 3, 5, False),  # too many channels for those: per-channel planes
+    (1, 3, 70, 2, 1, 67, False),  # wider than the kernels take: XLA
+]
+
+
+@pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("shape", KERNEL_CASES, ids=_shape_id)
+def test_kernel_ops_match_xla_ops(cpu_kernel, shape, unbatched):
+    """F, G and H of the C++ kernels against their XLA versions, under jit."""
+    from dfn_jax.ops import _local_filter as lf
+
+    b, h, w, c, kh, kw, per_channel = shape
+    x, f = _random_case(22, b, h, w, c, kh, kw, per_channel=per_channel, unbatched=unbatched)
+    g = jnp.asarray(np.random.default_rng(23).standard_normal(x.shape), jnp.float32)
+    if unbatched:
+        out = _local_filter(x, f, kernel_size=(kh, kw), jit=True)
+        want = _local_filter(x, f, kernel_size=(kh, kw), implementation="reference", jit=True)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+        return
+
+    @functools.partial(jax.jit, static_argnames="implementation")
+    def three_ops(x, f, g, implementation):
+        return (
+            lf._filter(x, f, kh, kw, implementation, per_channel),
+            lf._adjoint(g, f, kh, kw, implementation, per_channel),
+            lf._outer(g, x, kh, kw, implementation, per_channel),
+        )
+
+    got, want = three_ops(x, f, g, "fast"), three_ops(x, f, g, "xla")
+    for name, a, e in zip("FGH", got, want, strict=True):
+        assert a.shape == e.shape and a.dtype == e.dtype == jnp.float32, name
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["shared", "perchannel"])
+@pytest.mark.parametrize("implementation", FUSED)
+def test_vmap_matches_batch(implementation, per_channel):
+    """Mapped axes in front of the batch axis (nested, and with one argument not mapped) and the
+    mapped gradient give what one call on the flattened batch gives."""
+    kernel_size = (3, 5)
+    x, f = _random_case(24, 12, 6, 7, 3, *kernel_size, per_channel=per_channel)
+
+    def fn(x, f):
+        return ops.dynamic_local_filter(
+            x, f, kernel_size=kernel_size, implementation=implementation
+        )
+
+    def loss(x, f):
+        return jnp.sum(jnp.sin(fn(x, f)))
+
+    want = fn(x, f)
+    nested = jax.jit(jax.vmap(jax.vmap(fn)))(
+        x.reshape(2, 3, 2, *x.shape[1:]), f.reshape(2, 3, 2, *f.shape[1:])
+    )
+    np.testing.assert_allclose(nested.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+    one_image = jax.jit(jax.vmap(fn, in_axes=(None, 0)))(x[:2], f.reshape(6, 2, *f.shape[1:]))
+    for k in range(6):
+        np.testing.assert_allclose(
+            one_image[k], fn(x[:2], f[2 * k : 2 * k + 2]), rtol=1e-5, atol=1e-5
+        )
+    mapped = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(x[:, None], f[:, None])
+    batched = jax.grad(
+        lambda x, f: jnp.sum(
+            jnp.sin(
+                ops.dynamic_local_filter(x, f, kernel_size=kernel_size, implementation="reference")
+            )
+        ),
+        argnums=(0, 1),
+    )(x, f)
+    for got, ref in zip(mapped, batched, strict=True):
+        np.testing.assert_allclose(got[:, 0], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", FUSED)
+def test_sharded_inputs_match_unsharded(implementation):
+    """Under jit with the batch sharded over 8 (fake) devices, values and gradients equal the
+    unsharded ones (the partitioner replicates the custom call)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices (tests/conftest.py fakes them on CPU)")
+    mesh = Mesh(np.array(jax.devices()[:8]), ("batch",))
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    x, f = _random_case(25, 8, 6, 7, 3, 5, 5, per_channel=False)
+
+    @jax.jit
+    def value_and_grads(x, f):
+        def loss(x, f):
+            out = ops.dynamic_local_filter(x, f, kernel_size=5, implementation=implementation)
+            return jnp.sum(out * jnp.cos(out)), out
+
+        return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, f)
+
+    sharded = value_and_grads(jax.device_put(x, sharding), jax.device_put(f, sharding))
+    unsharded = value_and_grads(x, f)
+    for got, want in zip(jax.tree.leaves(sharded), jax.tree.leaves(unsharded), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_build_is_cached_and_safe_to_race(tmp_path, monkeypatch):
+    """Two builds racing into an empty cache compile once, leave no temporary file, and later
+    builds load the cached library."""
+    cxx = _cpu_kernels._compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv(_cpu_kernels.CACHE_ENV, str(tmp_path))
+    results = [None, None]
+
+    def build(k):
+        results[k] = _cpu_kernels._build(cxx)
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (path_a, seconds_a), (path_b, seconds_b) = results
+    assert path_a == path_b and path_a.parent == tmp_path and path_a.is_file()
+    assert sorted([seconds_a, seconds_b])[0] == 0.0 < max(seconds_a, seconds_b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path_a.name, path_a.name + ".lock"]
+    assert _cpu_kernels._build(cxx) == (path_a, 0.0)
+
+
+_FALLBACK_SCRIPT = textwrap.dedent(
+    """
+    import json, warnings
+    import jax, jax.numpy as jnp, numpy as np
+    from dfn_jax import ops
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        errors, hlo = [], ""
+        for shape in [(2, 6, 7, 3), (1, 5, 4, 1)]:
+            x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+            f = jnp.asarray(rng.standard_normal(shape[:-1] + (9,)), jnp.float32)
+            loss = lambda x, f, i: jnp.sum(
+                jnp.sin(ops.dynamic_local_filter(x, f, kernel_size=3, implementation=i))
+            )
+            got = jax.value_and_grad(loss, argnums=(0, 1))(x, f, "fast")
+            want = jax.value_and_grad(loss, argnums=(0, 1))(x, f, "reference")
+            pairs = zip(jax.tree.leaves(got), jax.tree.leaves(want))
+            errors += [float(jnp.max(jnp.abs(a - b))) for a, b in pairs]
+            hlo += jax.jit(loss, static_argnums=2).lower(x, f, "fast").as_text()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    kernel = "dfn_jax_local" in hlo
+    print(json.dumps({"messages": messages, "error": max(errors), "kernel": kernel}))
+    """
+)
+
+
+@pytest.mark.parametrize("cause", ["disabled", "compiler_fails"])
+def test_fallback_warns_once_and_uses_xla(tmp_path, cause):
+    import json
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", DFN_JAX_CACHE_DIR=str(tmp_path))
+    env.pop("XLA_FLAGS", None)
+    if cause == "disabled":
+        env["DFN_JAX_CPU_KERNEL"] = "0"
+        reason = "DFN_JAX_CPU_KERNEL=0"
+    else:  # a "compiler" that reports a version and fails to compile anything
+        fake = tmp_path / "fake-c++"
+        fake.write_text('#!/bin/sh\n[ "$1" = --version ] && echo fake 1.0 && exit 0\nexit 1\n')
+        fake.chmod(0o755)
+        env.pop("DFN_JAX_CPU_KERNEL", None)
+        env["CXX"] = str(fake)
+        reason = "compiling local_filter.cc failed"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FALLBACK_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (message,) = result["messages"]  # once, whatever the number of calls
+    assert reason in message and "XLA fused implementation" in message, message
+    assert result["error"] < 1e-4 and not result["kernel"]

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax import ops
+from dfn_jax.ops._local_filter import IMPLEMENTATIONS
 
 NORMALIZATIONS = ("softmax", None)
 
@@ -77,8 +78,8 @@ class DynamicLocalFilter(nnx.Module):
       kernel_size: ``(kh, kw)``.
       normalize: ``"softmax"`` or ``None`` (raw taps).
       dynamic_bias: whether the last channel of ``filter_params`` is a bias.
-      implementation: passed to :func:`dfn_jax.ops.dynamic_local_filter` (``"fast"`` or
-        ``"reference"``).
+      implementation: passed to :func:`dfn_jax.ops.dynamic_local_filter` (``"fast"``, ``"xla"``
+        or ``"reference"``).
     """
 
     def __init__(
@@ -92,9 +93,9 @@ class DynamicLocalFilter(nnx.Module):
         self.kernel_size = _kernel_size_pair(kernel_size)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"`normalize` must be one of {NORMALIZATIONS}, got {normalize!r}.")
-        if implementation not in ("fast", "reference"):
+        if implementation not in IMPLEMENTATIONS:
             raise ValueError(
-                f"`implementation` must be 'fast' or 'reference', got {implementation!r}."
+                f"`implementation` must be one of {IMPLEMENTATIONS}, got {implementation!r}."
             )
         self.normalize = normalize
         self.dynamic_bias = bool(dynamic_bias)

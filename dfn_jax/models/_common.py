@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, DynamicLocalFilter
+from dfn_jax.ops._local_filter import IMPLEMENTATIONS as FILTER_IMPLEMENTATIONS
 
 BASELINE_OUTPUTS = ("identity", "sigmoid")
 
@@ -290,9 +291,9 @@ def check_output_fields(cfg: Any) -> None:
         raise ValueError(
             f"`baseline_output` must be one of {BASELINE_OUTPUTS}, got {cfg.baseline_output!r}."
         )
-    if cfg.filter_implementation not in ("fast", "reference"):
+    if cfg.filter_implementation not in FILTER_IMPLEMENTATIONS:
         raise ValueError(
-            f"`filter_implementation` must be 'fast' or 'reference', got "
+            f"`filter_implementation` must be one of {FILTER_IMPLEMENTATIONS}, got "
             f"{cfg.filter_implementation!r}."
         )
     if not cfg.init_scale > 0:

@@ -121,7 +121,7 @@ class HighwayDFNConfig:
         (an initial MSE of ~0.36 per pixel on the stand-in against ~0.02, and Adam at 1e-3 then
         overshoots), so 1.0 is the default here, unlike :class:`~dfn_jax.models.VideoDFNConfig`.
       baseline_output: ``"identity"`` (orig. code) or ``"sigmoid"`` on the baseline's output.
-      filter_implementation: ``"fast"`` or ``"reference"``.
+      filter_implementation: ``"fast"``, ``"xla"`` or ``"reference"``.
     """
 
     filter_size: int = 11

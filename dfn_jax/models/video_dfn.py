@@ -92,7 +92,7 @@ class VideoDFNConfig:
         "uniform")``; 2.0 is He et al. (2015); 1.0 is what Lasagne's ``HeUniform()`` (default
         gain 1) used in the authors' code.
       baseline_output: ``"sigmoid"`` or ``"identity"`` (orig. code) on the baseline's output.
-      filter_implementation: ``"fast"`` or ``"reference"`` for
+      filter_implementation: ``"fast"``, ``"xla"`` or ``"reference"`` for
         :func:`dfn_jax.ops.dynamic_local_filter`.
     """
 

@@ -9,18 +9,46 @@ Contract (De Brabandere et al. 2016, Sec. 3.2, and the authors' Theano code):
   cross-correlation), with zeros outside the image.
 * Returns ``[B, H, W, C]``: ``out[b, y, x, c] = sum_t filters[b, y, x, (c,) t] * window_t``.
 
-Two implementations, selected by ``implementation=``:
+Implementations, selected by ``implementation=``:
 
 * ``"reference"``: vmapped per-pixel patch extraction (``lax.dynamic_slice`` of a ``kh x kw`` window
   at every pixel, then a dot with that pixel's filter). Short and obviously correct; it materialises
   the ``[B, H, W, kh*kw, C]`` patch tensor, so use it for tests, not training.
-* ``"fast"`` (default): shift-and-accumulate over the ``kh*kw`` static window offsets, which XLA
-  fuses into one loop that reads ``inputs`` and ``filters`` once. Its custom VJP is fused the same
-  way: the filter gradient is the same shifted product reduced over channels, the input gradient
-  scatters ``filters * grad`` back with the opposite shifts. Neither pass keeps a patch tensor.
+* ``"fast"`` (default): three ops closed under differentiation (below), each a C++ kernel (an XLA
+  FFI custom call, ``dfn_jax/ops/_cpu_kernels``, compiled on first use) when the computation runs
+  on CPU, and the fused XLA code of ``"xla"`` otherwise: on GPU/TPU, for kernels larger than 64 in
+  either direction, or when the C++ library cannot be built (no compiler, or
+  ``DFN_JAX_CPU_KERNEL=0``: then a warning says so, once).
+* ``"xla"``: the same three ops written as fused XLA code on every backend.
 
-Arithmetic happens in float32 whatever the input dtype (bfloat16/float16 inputs are upcast inside
-the fused loop); the output has the promoted dtype of ``inputs`` and ``filters``.
+The three ops, with offsets ``o_t = (i - kh//2, j - kw//2)``, zero padding and pixels ``p, q``:
+
+* ``F(x, f)[p, c] = sum_t f[p, (c,) t] * x[p + o_t, c]``: the filter itself;
+* ``G(g, f)[q, c] = sum_t f[q - o_t, (c,) t] * g[q - o_t, c]``: its adjoint in ``x`` (the input
+  gradient);
+* ``H(g, x)[p, (c,) t] = g[p, c] * x[p + o_t, c]``, summed over ``c`` for shared filters: the filter
+  gradient. Shared filters stay ``[B, H, W, T]`` throughout, never broadcast over channels.
+
+Each is a ``jax.custom_vjp`` whose backward pass calls the other two, so gradients of any order
+stay on the fast path: ``F``: ``dx = G(ct, f)``, ``df = H(ct, x)``; ``G``: ``dg = F(ct, f)``,
+``df = H(g, ct)``; ``H``: ``dg = F(x, ct)``, ``dx = G(g, ct)``. None of them keeps a patch tensor.
+Forward-mode differentiation (``jax.jvp``) is not supported, as for any ``custom_vjp``.
+
+The XLA versions: ``F`` and ``G`` are sums over the ``kh*kw`` statically shifted windows, which
+XLA fuses into one loop that reads every operand once; ``H`` is written one window row (``kw``
+taps) at a time in a ``fori_loop`` (stacking all taps made XLA keep ``kh*kw`` separate buffers and,
+inside a recurrent model, made compile times explode). The C++ kernels read or write the large
+per-pixel-tap operand once, in memory order, vectorised over the taps of a window row (or over
+the channels, for filters shared by many channels), on the intra-op thread pool; see the
+source's header. Which one runs is decided when the function is traced
+(``jax.default_backend() == "cpu"``). The kernels support ``jax.vmap`` (extra leading axes are
+batch axes). Under ``jit`` with sharded inputs, the SPMD partitioner knows nothing about the
+custom calls and replicates them: every device gathers the whole batch and computes the whole
+result, which is correct but does not split the work.
+
+Arithmetic happens in float32 whatever the input dtype (the kernels get float32 copies of other
+dtypes; the XLA code upcasts inside its fused loop); the output has the promoted dtype of
+``inputs`` and ``filters``, and gradients have the dtypes of the arguments.
 """
 
 from __future__ import annotations
@@ -30,11 +58,15 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from dfn_jax.ops import _checks
+from dfn_jax.ops import _checks, _cpu_kernels
 
-IMPLEMENTATIONS = ("fast", "reference")
+IMPLEMENTATIONS = ("fast", "xla", "reference")
+
+# Largest kernel height and width the C++ kernels take (see kMaxRows, kMaxChunks there).
+_MAX_KERNEL_SIZE = 64
 
 
 def dynamic_local_filter(
@@ -51,7 +83,8 @@ def dynamic_local_filter(
       filters: ``[B, H, W, kh*kw]`` (shared over channels) or ``[B, H, W, C, kh*kw]`` (per
         channel); without the leading ``B`` when ``inputs`` is unbatched.
       kernel_size: odd ``k`` or ``(kh, kw)``, e.g. ``9``, ``(11, 11)`` or ``(1, 13)``.
-      implementation: ``"fast"`` (fused, default) or ``"reference"`` (per-pixel patches).
+      implementation: ``"fast"`` (default: C++ kernels on CPU, fused XLA elsewhere), ``"xla"``
+        (fused XLA everywhere) or ``"reference"`` (per-pixel patches, for tests).
 
     Returns:
       ``[B, H, W, C]`` (``[H, W, C]`` if unbatched) filtered image.
@@ -65,8 +98,11 @@ def dynamic_local_filter(
 @functools.partial(jax.jit, static_argnames=("kh", "kw", "implementation"))
 def _apply(x, f, *, kh, kw, implementation):
     # Jitted here so that eager calls compile one program, not one per tap.
-    impl = _local_filter_fast if implementation == "fast" else _local_filter_reference
-    return impl(x, f, kh, kw).astype(jnp.result_type(x.dtype, f.dtype))
+    if implementation == "reference":
+        out = _local_filter_reference(x, f, kh, kw)
+    else:
+        out = _filter(x, f, kh, kw, implementation, f.ndim == 5)
+    return out.astype(jnp.result_type(x.dtype, f.dtype))
 
 
 def _canonical_local_filter_args(inputs, filters, kernel_size):
@@ -123,7 +159,79 @@ def _local_filter_reference(x, f, kh, kw):
 
 
 # --------------------------------------------------------------------------------------------
-# Fast: shift-and-accumulate with a fused custom VJP.
+# Fast: the ops F, G and H, each differentiated by the other two. Every op returns float32;
+# cotangents are cast back to the dtypes of the arguments.
+
+
+def _use_cpu_kernel(implementation, kh, kw):
+    """Trace-time dispatch: the C++ kernels for ``"fast"`` on CPU, when they could be built."""
+    return (
+        implementation == "fast"
+        and max(kh, kw) <= _MAX_KERNEL_SIZE
+        and jax.default_backend() == "cpu"
+        and _cpu_kernels.available()
+    )
+
+
+def _outer_shape(g, taps, per_channel):
+    return g.shape + (taps,) if per_channel else g.shape[:-1] + (taps,)
+
+
+def _op(target, xla_impl, out_shape, vjp):
+    """One of F, G, H: ``op(a, b, kh, kw, implementation, per_channel) -> float32``.
+
+    ``target``: the C++ kernel's FFI name; ``xla_impl(a, b, kh, kw, per_channel)``: the XLA
+    version; ``out_shape(a, taps, per_channel)``; ``vjp(a, b, ct, static) -> (da, db)`` in terms of
+    the other ops, with ``static = (kh, kw, implementation, per_channel)``.
+    """
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+    def op(a, b, kh, kw, implementation, per_channel):
+        if _use_cpu_kernel(implementation, kh, kw):
+            shape = jax.ShapeDtypeStruct(out_shape(a, kh * kw, per_channel), jnp.float32)
+            call = jax.ffi.ffi_call(target, shape, vmap_method="broadcast_all")
+            a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+            return call(a, b, kh=np.int64(kh), kw=np.int64(kw))
+        return xla_impl(a, b, kh, kw, per_channel)
+
+    def fwd(a, b, *static):
+        return op(a, b, *static), (a, b)
+
+    def bwd(kh, kw, implementation, per_channel, residuals, ct):
+        a, b = residuals
+        da, db = vjp(a, b, ct, (kh, kw, implementation, per_channel))
+        return da.astype(a.dtype), db.astype(b.dtype)
+
+    op.defvjp(fwd, bwd)
+    return op
+
+
+# F(x, f): the forward pass.
+_filter = _op(
+    "dfn_jax_local_filter",
+    lambda x, f, kh, kw, _: _xla_filter(x, f, kh, kw),
+    lambda x, taps, per_channel: x.shape,
+    lambda x, f, ct, static: (_adjoint(ct, f, *static), _outer(ct, x, *static)),
+)
+# G(g, f): the adjoint of F in x (its input gradient).
+_adjoint = _op(
+    "dfn_jax_local_filter_adjoint",
+    lambda g, f, kh, kw, _: _xla_adjoint(g, f, kh, kw),
+    lambda g, taps, per_channel: g.shape,
+    lambda g, f, ct, static: (_filter(ct, f, *static), _outer(g, ct, *static)),
+)
+# H(g, x): the filter gradient, [B, H, W, T] (summed over channels) or [B, H, W, C, T].
+_outer = _op(
+    "dfn_jax_local_filter_outer",
+    lambda g, x, kh, kw, per_channel: _xla_outer(g, x, kh, kw, per_channel),
+    _outer_shape,
+    lambda g, x, ct, static: (_filter(x, ct, *static), _adjoint(g, ct, *static)),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The XLA versions, chosen by measurement on XLA CPU (benchmarks/dynamic_filter.py): see the
+# module docstring.
 
 
 def _pad_hw(a, ph, pw):
@@ -137,26 +245,13 @@ def _window(a, top, left, h, w):
     return lax.slice_in_dim(lax.slice_in_dim(a, top, top + h, axis=1), left, left + w, axis=2)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _local_filter_fast(x, f, kh, kw):
-    return _fast_forward(x, f, kh, kw)
-
-
-# Structure, chosen by measurement on XLA CPU (benchmarks/dynamic_filter.py):
-# * the forward and the input gradient are each one sum over the kh*kw statically shifted windows,
-#   which XLA fuses into a single loop that reads every operand once;
-# * the filter gradient is written one window row (kw taps) at a time inside a `fori_loop`:
-#   stacking all kh*kw taps at once made XLA keep kh*kw separate buffers (as large as the patch
-#   tensor) and, inside a recurrent model that calls the op at every step, made compile times
-#   explode.
-
-
 def _tap(f, t):
     """Tap ``t`` of ``f [B, H, W, T]`` (as ``[B, H, W, 1]``) or of ``f [B, H, W, C, T]``."""
     return f[..., t, None] if f.ndim == 4 else f[..., t]
 
 
-def _fast_forward(x, f, kh, kw):
+def _xla_filter(x, f, kh, kw):
+    """``F``: the sum of the ``kh*kw`` shifted windows times their taps."""
     _, h, w, _ = x.shape
     xp = _pad_hw(x.astype(jnp.float32), kh // 2, kw // 2)
     f = f.astype(jnp.float32)
@@ -168,50 +263,38 @@ def _fast_forward(x, f, kh, kw):
     return out
 
 
-def _fast_fwd(x, f, kh, kw):
-    return _fast_forward(x, f, kh, kw), (x, f)
-
-
-def _filter_gradient(xp, g, kh, kw, shared, shape):
-    """``df[..., t] = g * window_t(x)`` (summed over channels if ``shared``), row by row."""
-    _, h, w, _ = g.shape
-
-    def row(i, df):
-        x_row = lax.dynamic_slice_in_dim(xp, i, h, axis=1)  # [B, H, W + 2pw, C]
-        taps = []
-        for j in range(kw):
-            prod = g * x_row[:, :, j : j + w]
-            taps.append(jnp.sum(prod, axis=-1) if shared else prod)
-        return lax.dynamic_update_slice_in_dim(df, jnp.stack(taps, -1), i * kw, axis=len(shape) - 1)
-
-    return lax.fori_loop(0, kh, row, jnp.zeros(shape, jnp.float32))
-
-
-def _input_gradient(f, g, kh, kw):
-    """``dx[y'] = sum_t (f_t * g)[y' - (i - ph)]``: each tap's product shifted back, zero padded.
+def _xla_adjoint(g, f, kh, kw):
+    """``G``: ``gx[y'] = sum_t (f_t * g)[y' - (i - ph)]``, each product shifted back, zero padded.
 
     Pads one tap's filter slice at a time: padding the whole filter tensor would materialise it.
     """
     _, h, w, _ = g.shape
     ph, pw = kh // 2, kw // 2
-    gp = _pad_hw(g, ph, pw)
-    dx = None
+    gp = _pad_hw(g.astype(jnp.float32), ph, pw)
+    gx = None
     for i in range(kh):
         for j in range(kw):
             top, left = 2 * ph - i, 2 * pw - j
             f_tap = _pad_hw(_tap(f, i * kw + j).astype(jnp.float32), ph, pw)
             term = _window(f_tap, top, left, h, w) * _window(gp, top, left, h, w)
-            dx = term if dx is None else dx + term
-    return dx
+            gx = term if gx is None else gx + term
+    return gx
 
 
-def _fast_bwd(kh, kw, residuals, g):
-    x, f = residuals
+def _xla_outer(g, x, kh, kw, per_channel):
+    """``H``: ``gf[..., t] = g * window_t(x)`` (summed over channels if shared), one window row of
+    ``kw`` taps per ``fori_loop`` step."""
+    _, h, w, _ = g.shape
     g = g.astype(jnp.float32)
     xp = _pad_hw(x.astype(jnp.float32), kh // 2, kw // 2)
-    df = _filter_gradient(xp, g, kh, kw, f.ndim == 4, f.shape)
-    dx = _input_gradient(f, g, kh, kw)
-    return dx.astype(x.dtype), df.astype(f.dtype)
+    shape = _outer_shape(g, kh * kw, per_channel)
 
+    def row(i, gf):
+        x_row = lax.dynamic_slice_in_dim(xp, i, h, axis=1)  # [B, H, W + 2pw, C]
+        taps = []
+        for j in range(kw):
+            prod = g * x_row[:, :, j : j + w]
+            taps.append(prod if per_channel else jnp.sum(prod, axis=-1))
+        return lax.dynamic_update_slice_in_dim(gf, jnp.stack(taps, -1), i * kw, axis=len(shape) - 1)
 
-_local_filter_fast.defvjp(_fast_fwd, _fast_bwd)
+    return lax.fori_loop(0, kh, row, jnp.zeros(shape, jnp.float32))
