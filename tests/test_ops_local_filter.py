@@ -587,7 +587,8 @@ def test_vmap_matches_batch(implementation, per_channel):
 @pytest.mark.parametrize("implementation", FUSED)
 def test_sharded_inputs_match_unsharded(implementation):
     """Under jit with the batch sharded over 8 (fake) devices, values and gradients equal the
-    unsharded ones (the partitioner replicates the custom call)."""
+    unsharded ones, both without a context mesh (the partitioner replicates the custom calls) and
+    with one (``jax.set_mesh``: the kernels run on each device's rows)."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     if jax.device_count() < 8:
@@ -604,10 +605,18 @@ def test_sharded_inputs_match_unsharded(implementation):
 
         return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, f)
 
-    sharded = value_and_grads(jax.device_put(x, sharding), jax.device_put(f, sharding))
+    xs, fs = jax.device_put(x, sharding), jax.device_put(f, sharding)
+    sharded = value_and_grads(xs, fs)
+    with jax.set_mesh(mesh):  # the context mesh: kernels run per device under shard_map
+        on_mesh = value_and_grads.lower(xs, fs).compile()
+        on_mesh_results = on_mesh(xs, fs)
     unsharded = value_and_grads(x, f)
-    for got, want in zip(jax.tree.leaves(sharded), jax.tree.leaves(unsharded), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for results in (sharded, on_mesh_results):
+        for got, want in zip(jax.tree.leaves(results), jax.tree.leaves(unsharded), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if implementation == "fast" and _cpu_kernels.available():
+        # Each device filters its own rows: nothing is gathered across devices.
+        assert "all-gather" not in on_mesh.as_text()
 
 
 def test_kernel_build_is_cached_and_safe_to_race(tmp_path, monkeypatch):

@@ -42,9 +42,10 @@ per-pixel-tap operand once, in memory order, vectorised over the taps of a windo
 the channels, for filters shared by many channels), on the intra-op thread pool; see the
 source's header. Which one runs is decided when the function is traced
 (``jax.default_backend() == "cpu"``). The kernels support ``jax.vmap`` (extra leading axes are
-batch axes). Under ``jit`` with sharded inputs, the SPMD partitioner knows nothing about the
-custom calls and replicates them: every device gathers the whole batch and computes the whole
-result, which is correct but does not split the work.
+batch axes). The SPMD partitioner knows nothing about custom calls and would replicate them over
+a sharded batch (correct, but every device computing everything); when a context mesh is set
+(``jax.set_mesh``, as the trainer does), each kernel call runs under ``shard_map`` on its device's
+rows of the batch instead.
 
 Arithmetic happens in float32 whatever the input dtype (the kernels get float32 copies of other
 dtypes; the XLA code upcasts inside its fused loop); the output has the promoted dtype of
@@ -60,6 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from dfn_jax.ops import _checks, _cpu_kernels
 
@@ -173,6 +175,22 @@ def _use_cpu_kernel(implementation, kh, kw):
     )
 
 
+def _per_device(call, a, b):
+    """``call(a, b)`` on each device's rows of the batch when a context mesh is set
+    (``jax.set_mesh``, as the trainer does) and the batch divides over it.
+
+    The SPMD partitioner knows nothing about custom calls and would replicate them (every device
+    gathering and computing the whole batch); ``shard_map`` over all mesh axes on the batch axis
+    keeps the work split. Inputs sharded otherwise are resharded to match, so the result is the
+    same either way.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1 or a.shape[0] % mesh.size:
+        return call(a, b)
+    spec = P(mesh.axis_names)
+    return jax.shard_map(call, in_specs=(spec, spec), out_specs=spec)(a, b)
+
+
 def _outer_shape(g, taps, per_channel):
     return g.shape + (taps,) if per_channel else g.shape[:-1] + (taps,)
 
@@ -188,10 +206,13 @@ def _op(target, xla_impl, out_shape, vjp):
     @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
     def op(a, b, kh, kw, implementation, per_channel):
         if _use_cpu_kernel(implementation, kh, kw):
-            shape = jax.ShapeDtypeStruct(out_shape(a, kh * kw, per_channel), jnp.float32)
-            call = jax.ffi.ffi_call(target, shape, vmap_method="broadcast_all")
-            a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-            return call(a, b, kh=np.int64(kh), kw=np.int64(kw))
+
+            def kernel(a, b):  # shapes are per device under `_per_device`
+                shape = jax.ShapeDtypeStruct(out_shape(a, kh * kw, per_channel), jnp.float32)
+                call = jax.ffi.ffi_call(target, shape, vmap_method="broadcast_all")
+                return call(a, b, kh=np.int64(kh), kw=np.int64(kw))
+
+            return _per_device(kernel, a.astype(jnp.float32), b.astype(jnp.float32))
         return xla_impl(a, b, kh, kw, per_channel)
 
     def fwd(a, b, *static):

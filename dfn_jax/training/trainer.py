@@ -90,6 +90,26 @@ def _is_finite(metrics: dict) -> tuple[bool, str]:
     return True, ""
 
 
+class OnMesh:
+    """A jitted function traced and run with ``mesh`` as the context mesh (``jax.set_mesh``), so
+    that ops can split per-device work over it (the C++ filtering kernels do); ``lower`` and the
+    jitted function's other attributes pass through."""
+
+    def __init__(self, jitted, mesh: jax.sharding.Mesh):
+        self._jitted, self._mesh = jitted, mesh
+
+    def __call__(self, *args, **kwargs):
+        with jax.set_mesh(self._mesh):
+            return self._jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        with jax.set_mesh(self._mesh):
+            return self._jitted.lower(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._jitted, name)
+
+
 class Trainer:
     """Holds the compiled steps of one experiment; :func:`train_and_evaluate` drives it."""
 
@@ -111,8 +131,8 @@ class Trainer:
         self.num_params = count_params(params)
         self.optimizer = optim.make_optimizer(config)
         self._init_params = nnx.to_pure_dict(params)
-        self.train_step = jax.jit(self._train_step, donate_argnums=0)
-        self.eval_step = jax.jit(self._eval_step)
+        self.train_step = OnMesh(jax.jit(self._train_step, donate_argnums=0), self.mesh)
+        self.eval_step = OnMesh(jax.jit(self._eval_step), self.mesh)
 
     # -- pure functions -------------------------------------------------------------------
     def bind(self, params) -> nnx.Module:
