@@ -66,14 +66,15 @@ def make_mesh(num_devices: int) -> jax.sharding.Mesh:
     return jax.make_mesh((n,), ("data",), (AxisType.Auto,), devices=devices[:n])
 
 
-def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
+def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray | None:
     """Indices of the rows of a global ``[batch_size, ...]`` batch that live on this process's
     devices under ``sharding``, in the order ``jax.make_array_from_process_local_data`` expects
-    them (ascending). All rows on one process; a contiguous block per process on a multi-host
-    mesh."""
+    them (ascending): a contiguous block per process on a multi-host mesh, or ``None`` when this
+    process holds every row (one process), so that callers need not index at all."""
     index_map = sharding.addressable_devices_indices_map((batch_size,))
     starts = sorted({(s[0].start or 0, s[0].stop or batch_size) for s in index_map.values()})
-    return np.concatenate([np.arange(a, b) for a, b in starts])
+    rows = np.concatenate([np.arange(a, b) for a, b in starts])
+    return None if np.array_equal(rows, np.arange(batch_size)) else rows
 
 
 def host_local_copy(tree: Any) -> Any:
@@ -125,6 +126,7 @@ class Trainer:
         self.mesh = make_mesh(config.get("mesh", {}).get("data", -1))
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.replicated = NamedSharding(self.mesh, P())
+        self._local_rows: dict[int, np.ndarray | None] = {}
 
         model = experiment.build_model(nnx.Rngs(config.seed))
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
@@ -164,9 +166,12 @@ class Trainer:
         return self.experiment.eval_sums(self.bind(params), batch)
 
     # -- host-side loops ------------------------------------------------------------------
-    def local_rows(self, batch_size: int) -> np.ndarray:
-        """The rows of a global batch of ``batch_size`` that this process loads."""
-        return process_rows(self.batch_sharding, batch_size)
+    def local_rows(self, batch_size: int) -> np.ndarray | None:
+        """The rows of a global batch of ``batch_size`` that this process loads (``None``: all),
+        worked out once per batch size."""
+        if batch_size not in self._local_rows:
+            self._local_rows[batch_size] = process_rows(self.batch_sharding, batch_size)
+        return self._local_rows[batch_size]
 
     def shard_batch(self, local_batch, batch_size: int | None = None):
         """A global batch sharded on ``"data"`` from this process's rows of it.
