@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax import ops
+from dfn_jax.ops import _checks
 from dfn_jax.ops._local_filter import IMPLEMENTATIONS
 
 NORMALIZATIONS = ("softmax", None)
@@ -91,12 +92,8 @@ class DynamicLocalFilter(nnx.Module):
         implementation: str = "fast",
     ):
         self.kernel_size = _kernel_size_pair(kernel_size)
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"`normalize` must be one of {NORMALIZATIONS}, got {normalize!r}.")
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"`implementation` must be one of {IMPLEMENTATIONS}, got {implementation!r}."
-            )
+        _checks.choice(normalize, NORMALIZATIONS, name="normalize")
+        _checks.choice(implementation, IMPLEMENTATIONS, name="implementation")
         self.normalize = normalize
         self.dynamic_bias = bool(dynamic_bias)
         self.implementation = implementation

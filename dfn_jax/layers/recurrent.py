@@ -23,31 +23,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from dfn_jax.layers.dynamic_filter import _kernel_size_pair
+from dfn_jax.ops._checks import is_int
 
 Initializer = Any
 
 HE_UNIFORM: Initializer = nnx.initializers.variance_scaling(2.0, "fan_in", "uniform")
-
-
-def _pair(kernel_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(kernel_size, (int, np.integer)):
-        pair = (kernel_size, kernel_size)
-    else:
-        try:
-            pair = tuple(kernel_size)
-        except TypeError:
-            pair = ()
-    if len(pair) != 2 or any(not _is_int(k) or k <= 0 or k % 2 == 0 for k in pair):
-        raise ValueError(
-            f"`kernel_size` must be a positive odd int or a pair of them, got {kernel_size!r}."
-        )
-    return (int(pair[0]), int(pair[1]))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_inputs(inputs: jax.Array, features: int, name: str = "inputs") -> None:
@@ -81,9 +64,9 @@ class AdditiveConvRNNCell(nnx.Module):
         kernel_init: Initializer = HE_UNIFORM,
         rngs: nnx.Rngs,
     ):
-        if not _is_int(features) or features <= 0:
+        if not is_int(features) or features <= 0:
             raise ValueError(f"`features` must be a positive int, got {features!r}.")
-        kernel = _pair(kernel_size)
+        kernel = _kernel_size_pair(kernel_size)
         self.features = int(features)
         self.negative_slope = negative_slope
         self.dtype = dtype
@@ -159,7 +142,7 @@ class ConvLSTMCell(nnx.Module):
         rngs: nnx.Rngs,
     ):
         for name, value in (("in_features", in_features), ("hidden_features", hidden_features)):
-            if not _is_int(value) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
         self.in_features = int(in_features)
         self.hidden_features = int(hidden_features)
@@ -168,7 +151,7 @@ class ConvLSTMCell(nnx.Module):
         self.gates = nnx.Conv(
             in_features + hidden_features,
             4 * hidden_features,
-            kernel_size=_pair(kernel_size),
+            kernel_size=_kernel_size_pair(kernel_size),
             padding="SAME",
             kernel_init=kernel_init,
             bias_init=nnx.initializers.zeros_init(),

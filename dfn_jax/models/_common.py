@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, DynamicLocalFilter
+from dfn_jax.ops import _checks
 from dfn_jax.ops._local_filter import IMPLEMENTATIONS as FILTER_IMPLEMENTATIONS
 
 BASELINE_OUTPUTS = ("identity", "sigmoid")
@@ -239,8 +240,7 @@ class FilterGenerator(nnx.Module):
         return self.decode(self.encode(x))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+_is_int = _checks.is_int
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -287,15 +287,8 @@ def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
 def check_output_fields(cfg: Any) -> None:
     """Checks the fields every DFN model config shares (output head, init, dtypes); converts
     ``dtype`` and ``param_dtype`` to ``jnp.dtype`` in place on the frozen dataclass."""
-    if cfg.baseline_output not in BASELINE_OUTPUTS:
-        raise ValueError(
-            f"`baseline_output` must be one of {BASELINE_OUTPUTS}, got {cfg.baseline_output!r}."
-        )
-    if cfg.filter_implementation not in FILTER_IMPLEMENTATIONS:
-        raise ValueError(
-            f"`filter_implementation` must be one of {FILTER_IMPLEMENTATIONS}, got "
-            f"{cfg.filter_implementation!r}."
-        )
+    _checks.choice(cfg.baseline_output, BASELINE_OUTPUTS, name="baseline_output")
+    _checks.choice(cfg.filter_implementation, FILTER_IMPLEMENTATIONS, name="filter_implementation")
     if not cfg.init_scale > 0:
         raise ValueError(f"`init_scale` must be positive, got {cfg.init_scale!r}.")
     for name in ("dtype", "param_dtype"):

@@ -65,6 +65,11 @@ def rank(x, ranks: Sequence[int], *, name: str, layout: str) -> None:
         raise ValueError(f"`{name}` must have shape {layout}, got shape {tuple(x.shape)}.")
 
 
+def is_int(value) -> bool:
+    """A Python or NumPy integer, but not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def choice(value, options: Sequence[str], *, name: str) -> None:
     if value not in options:
         raise ValueError(f"`{name}` must be one of {tuple(options)}, got {value!r}.")
