@@ -64,7 +64,7 @@ def model_config(config) -> HighwayDFNConfig:
 class HighwayDriving(Experiment):
     """Windows of 6 consecutive frames: 3 observed, 3 predicted in closed loop; MSE loss."""
 
-    config_keys = frozenset(["eval_batch_size", "num_eval_sequences", "num_figure_sequences"])
+    config_keys = frozenset(["num_eval_sequences", "num_figure_sequences"])
     data_keys = frozenset(
         ["dataset", "image_size", "path", "swap_hw", "test_fraction", "test_path", "test_seed"]
     )

@@ -41,7 +41,7 @@ def model_config(config) -> VideoDFNConfig:
 class MovingMNIST(Experiment):
     """20-frame sequences: 10 observed, 10 predicted in closed loop; BCE loss."""
 
-    config_keys = frozenset(["eval_batch_size", "num_eval_sequences", "num_figure_sequences"])
+    config_keys = frozenset(["num_eval_sequences", "num_figure_sequences"])
     data_keys = frozenset(
         [
             "download",

@@ -95,7 +95,7 @@ def _digit_examples(keys, digits, *, image_size, digit_size, filter_size, sigma)
 class Steerable(Experiment):
     """Images and angles in, ``cos(theta) I_x + sin(theta) I_y`` out; MSE loss."""
 
-    config_keys = frozenset(["eval_batch_size", "num_eval_examples", "num_figure_examples"])
+    config_keys = frozenset(["num_eval_examples", "num_figure_examples"])
     data_keys = frozenset(
         [
             "digit_size",

@@ -49,7 +49,7 @@ class Stereo(Experiment):
     """Left image -> right image; MSE loss. Batches are dicts ``left``, ``right`` (and
     ``disparity`` for the stand-in's evaluation batches)."""
 
-    config_keys = frozenset(["eval_batch_size", "num_eval_sequences", "num_figure_sequences"])
+    config_keys = frozenset(["num_eval_sequences", "num_figure_sequences"])
     data_keys = frozenset(
         [
             "datasets",

@@ -4,7 +4,7 @@ from dfn_jax.training.checkpoint import Checkpointer
 from dfn_jax.training.experiment import Experiment
 from dfn_jax.training.metric_writer import MetricWriter, read_metrics
 from dfn_jax.training.optim import make_optimizer, step_halving_schedule
-from dfn_jax.training.trainer import Preempted, Trainer, count_params, train_and_evaluate
+from dfn_jax.training.trainer import Preempted, Trainer, train_and_evaluate
 
 __all__ = [
     "Checkpointer",
@@ -12,7 +12,6 @@ __all__ = [
     "MetricWriter",
     "Preempted",
     "Trainer",
-    "count_params",
     "make_optimizer",
     "read_metrics",
     "step_halving_schedule",

@@ -15,12 +15,17 @@ def step_halving_schedule(learning_rate: float, *, halve_every: int) -> optax.Sc
     )
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    """Adam (b1 0.9, b2 0.999, eps 1e-8) with ``config.lr_halve_every_steps`` and optional
-    global-norm clipping ``config.grad_clip_norm`` (0 disables it)."""
-    schedule = step_halving_schedule(
+def learning_rate_schedule(config) -> optax.Schedule:
+    """The run's schedule: ``config.learning_rate`` halved every ``config.lr_halve_every_steps``."""
+    return step_halving_schedule(
         config.learning_rate, halve_every=config.get("lr_halve_every_steps", 0)
     )
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Adam (b1 0.9, b2 0.999, eps 1e-8) with :func:`learning_rate_schedule` and optional
+    global-norm clipping ``config.grad_clip_norm`` (0 disables it)."""
+    schedule = learning_rate_schedule(config)
     parts = []
     if config.get("grad_clip_norm", 0.0) > 0:
         parts.append(optax.clip_by_global_norm(config.grad_clip_norm))

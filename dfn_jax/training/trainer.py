@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from dfn_jax import models
 from dfn_jax.training import optim, validation
 from dfn_jax.training.checkpoint import Checkpointer
 from dfn_jax.training.experiment import Experiment
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 
 class Preempted(Exception):
     """Raised after a SIGTERM once the current step's checkpoint is saved."""
-
-
-def count_params(params: Any) -> int:
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
 
 
 def check_workdir(workdir: pathlib.Path) -> None:
@@ -129,9 +126,10 @@ class Trainer:
         self._local_rows: dict[int, np.ndarray | None] = {}
 
         model = experiment.build_model(nnx.Rngs(config.seed))
+        self.num_params = models.count_params(model)
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
-        self.num_params = count_params(params)
         self.optimizer = optim.make_optimizer(config)
+        self.learning_rate = optim.learning_rate_schedule(config)  # logged next to the loss
         self._init_params = nnx.to_pure_dict(params)
         self.train_step = OnMesh(jax.jit(self._train_step, donate_argnums=0), self.mesh)
         self.eval_step = OnMesh(jax.jit(self._eval_step), self.mesh)
@@ -289,9 +287,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
                         f"is untouched in {checkpointer.directory}."
                     )
             if is_log:
-                lr = optim.step_halving_schedule(
-                    config.learning_rate, halve_every=config.get("lr_halve_every_steps", 0)
-                )(step)
+                lr = trainer.learning_rate(step)
                 writer.write(done, dict(_scalars(last_metrics), learning_rate=lr), prefix="train/")
                 progress.update(done, {"loss": last_metrics["loss"]})
             if is_ckpt:

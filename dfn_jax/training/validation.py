@@ -14,7 +14,8 @@ class ConfigError(ValueError):
     """A configuration with one or more problems; the message lists each on its own line."""
 
 
-# Every top-level key the trainer itself reads (``model`` and ``data`` belong to the experiment).
+# Every top-level key the trainer and the Experiment base class read (``model`` and ``data``
+# belong to the experiment).
 TRAINER_KEYS = frozenset(
     {
         "experiment",
@@ -29,6 +30,7 @@ TRAINER_KEYS = frozenset(
         "eval_every_steps",
         "checkpoint_every_steps",
         "checkpoints_to_keep",
+        "eval_batch_size",  # read by Experiment.eval_batch_size, checked against the devices
         "mesh",
         "model",
         "data",
