@@ -329,6 +329,21 @@ def dynamic_filter_or_output_conv(
         )
 
 
+def apply_output_stage(
+    module: nnx.Module, image: jax.Array, params: jax.Array
+) -> tuple[jax.Array, jax.Array | None]:
+    """Runs the stage :func:`dynamic_filter_or_output_conv` built: ``(prediction, filters)``,
+    with the prediction in ``image``'s dtype; ``filters`` is ``None`` for the baseline (whose
+    output goes through a sigmoid if ``config.baseline_output == "sigmoid"``)."""
+    if module.config.dynamic_filter:
+        prediction, filters = module.dynamic_filter(image, params)
+    else:
+        prediction, filters = module.output_conv(params), None
+        if module.config.baseline_output == "sigmoid":
+            prediction = jax.nn.sigmoid(prediction)
+    return prediction.astype(image.dtype), filters
+
+
 def _check_images(x: Any, name: str, cfg: Any, *, ndim: int, layout: str) -> jax.Array:
     """Shape, dtype and size checks on ``[..., H, W, C]`` image arrays of a model input."""
     x = jnp.asarray(x)

@@ -69,19 +69,12 @@ from dfn_jax.models._common import (
     _check_images,
     _is_int,
     _positive_int,
+    apply_output_stage,
     check_time_loop_fields,
     dynamic_filter_or_output_conv,
     scan_steps,
 )
 from dfn_jax.models.video_dfn import VideoPrediction
-
-# ------------------------------------------------------------------------------------------------
-# Shared building blocks
-
-
-# ------------------------------------------------------------------------------------------------
-# Config checks shared with the stereo model
-
 
 # ------------------------------------------------------------------------------------------------
 # The highway-driving model
@@ -235,14 +228,7 @@ class HighwayDFN(nnx.Module):
         """
         hidden, features = self.advance(hidden, window)
         params = self.generator.decode(features)
-        frame = window[:, -1]
-        if self.config.dynamic_filter:
-            prediction, filters = self.dynamic_filter(frame, params)
-            return hidden, prediction.astype(frame.dtype), filters
-        prediction = self.output_conv(params)
-        if self.config.baseline_output == "sigmoid":
-            prediction = jax.nn.sigmoid(prediction)
-        return hidden, prediction.astype(frame.dtype), None
+        return hidden, *apply_output_stage(self, window[:, -1], params)
 
     # -- rollouts ---------------------------------------------------------------------------
     def __call__(self, frames: jax.Array) -> VideoPrediction:

@@ -14,7 +14,7 @@ network learns without ever seeing one::
 
 Leaky ReLU (0.01) after every conv but the filter head, Lasagne-style 'same' padding, He-uniform
 kernels with the authors' gain (``init_scale = 1.0``) and zero biases, as in
-:mod:`dfn_jax.models.highway`, whose :class:`~dfn_jax.models.highway.FilterGenerator` this model
+:mod:`dfn_jax.models.highway`, whose :class:`~dfn_jax.models.FilterGenerator` this model
 uses (feed-forward: no recurrence).
 
 **Baseline** (``dynamic_filter=False``): the 14-channel head feeds a linear 1x1 conv to
@@ -51,6 +51,7 @@ from dfn_jax.models._common import (
     _check_generator_fields,
     _check_images,
     _is_int,
+    apply_output_stage,
     dynamic_filter_or_output_conv,
 )
 
@@ -162,14 +163,7 @@ class StereoDFN(nnx.Module):
         if unbatched:
             left = left[None]
         left = _check_images(left, "left", self.config, ndim=4, layout="[B, H, W, C]")
-        params = self.generator(left)
-        if self.config.dynamic_filter:
-            image, filters = self.dynamic_filter(left, params)
-        else:
-            image, filters = self.output_conv(params), None
-            if self.config.baseline_output == "sigmoid":
-                image = jax.nn.sigmoid(image)
-        image = image.astype(left.dtype)
+        image, filters = apply_output_stage(self, left, self.generator(left))
         if unbatched:
             return StereoPrediction(image[0], None if filters is None else filters[0])
         return StereoPrediction(image, filters)

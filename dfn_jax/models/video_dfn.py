@@ -48,6 +48,7 @@ from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
 from dfn_jax.models._common import (
+    apply_output_stage,
     check_output_fields,
     check_time_loop_fields,
     dynamic_filter_or_output_conv,
@@ -294,14 +295,7 @@ class VideoDFN(nnx.Module):
                 x = upsample_nearest_2x(x)
             x = _leaky(conv(x), slope)
         x = _leaky(self.head(x), slope)
-        filter_params = self.filter_head(x)
-        if self.config.dynamic_filter:
-            prediction, filters = self.dynamic_filter(frame, filter_params)
-            return prediction.astype(frame.dtype), filters
-        prediction = self.output_conv(filter_params)
-        if self.config.baseline_output == "sigmoid":
-            prediction = jax.nn.sigmoid(prediction)
-        return prediction.astype(frame.dtype), None
+        return apply_output_stage(self, frame, self.filter_head(x))
 
     # ---------------------------------------------------------------------------------------
 
