@@ -1,4 +1,5 @@
-"""Tiny timing helpers shared by the benchmarks: wall-clock medians that block on the results."""
+"""Helpers shared by the benchmarks: wall-clock medians that block on the results, compile
+times, compiled memory."""
 
 from __future__ import annotations
 
@@ -24,19 +25,53 @@ def median_time(fn, *args, runs: int = 20, warmup: int = 2) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": runs}
 
 
+def lower_and_compile(jitted, *args) -> tuple[dict, object]:
+    """Lowers and compiles ``jitted`` for ``args``; returns ``({"lower_s", "compile_s",
+    "lower_compile_s"}, compiled)``."""
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    end = time.perf_counter()
+    times = {
+        "lower_s": lowered_at - start,
+        "compile_s": end - lowered_at,
+        "lower_compile_s": end - start,
+    }
+    return times, compiled
+
+
 def compile_time(jitted, *args) -> tuple[float, object]:
     """Lowers and compiles ``jitted`` for ``args``; returns ``(seconds, compiled)``.
 
     The compiled executable can be timed directly and queried with ``memory_analysis()``.
     """
-    start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    return time.perf_counter() - start, compiled
+    times, compiled = lower_and_compile(jitted, *args)
+    return times["lower_compile_s"], compiled
+
+
+def memory_of(compiled) -> dict:
+    """``compiled.memory_analysis()`` as ``{"temp_bytes", "argument_bytes", ...,
+    "total_bytes"}``; ``{}`` where the backend lacks it."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # unsupported on some backends and versions
+        return {}
+    if m is None:
+        return {}
+    out = {}
+    for name in ("temp", "argument", "output", "alias", "generated_code"):
+        value = getattr(m, f"{name}_size_in_bytes", None)
+        if value is not None:
+            out[f"{name}_bytes"] = int(value)
+    if {"temp_bytes", "argument_bytes", "output_bytes", "alias_bytes"} <= out.keys():
+        # Live at once at most: inputs + outputs (less the donated buffers reused) + scratch.
+        out["total_bytes"] = (
+            out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
+        )
+    return out
 
 
 def temp_bytes(compiled) -> int | None:
     """``compiled.memory_analysis().temp_size_in_bytes``, or ``None`` where the backend lacks it."""
-    try:
-        return int(compiled.memory_analysis().temp_size_in_bytes)
-    except Exception:  # unsupported on some backends and versions
-        return None
+    return memory_of(compiled).get("temp_bytes")

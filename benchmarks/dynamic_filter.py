@@ -112,8 +112,8 @@ def bench_shape(shape, args, dtype):
     }
     tol = 1e-4 if dtype == jnp.float32 else 3e-2
     expected = None
+    ref_bytes = 4 * pixels * taps * c  # reference's float32 [B, H, W, T, C] patch tensor
     for impl in args.implementations:
-        ref_bytes = 4 * pixels * taps * c  # reference's float32 [B, H, W, T, C] patch tensor
         if impl == "reference" and ref_bytes > args.max_reference_bytes:
             reason = (
                 f"patch tensor {ref_bytes} B > --max-reference-bytes {args.max_reference_bytes}"
@@ -128,7 +128,8 @@ def bench_shape(shape, args, dtype):
             res["compile_s"][name], compiled = compile_time(fn, *fn_args)
             res["temp_bytes"][name] = temp_bytes(compiled)
             outs[name] = jax.tree.map(lambda a: np.asarray(a, np.float32), compiled(*fn_args))
-            res[name] = median_time(compiled, *fn_args, runs=args.runs)
+            # The call above was the first warm-up run.
+            res[name] = median_time(compiled, *fn_args, runs=args.runs, warmup=1)
             print(f"  {impl} {name}: {res[name]['median_s'] * 1e3:.3f} ms", file=sys.stderr)
         if expected is None:
             expected = outs  # "fast" comes first

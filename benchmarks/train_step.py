@@ -54,9 +54,9 @@ from experiments.configs import moving_mnist as mm_config
 from experiments.main import make_experiment
 
 try:
-    from benchmarks._timing import median_time
+    from benchmarks._timing import lower_and_compile, median_time, memory_of
 except ImportError:  # run as a script: ``python benchmarks/train_step.py``
-    from _timing import median_time
+    from _timing import lower_and_compile, median_time, memory_of
 
 CPU_ROLLED_NOTE = (
     "unroll=1 not run by default on CPU: convolution gradients inside a rolled lax.scan are "
@@ -129,26 +129,6 @@ def synthetic_batch(seed, batch_size, experiment):
     return jax.random.uniform(jax.random.key(seed), shape, jax.numpy.float32)
 
 
-def memory_of(compiled) -> dict:
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # unsupported on some backends and versions
-        return {}
-    if m is None:
-        return {}
-    out = {}
-    for name in ("temp", "argument", "output", "alias", "generated_code"):
-        value = getattr(m, f"{name}_size_in_bytes", None)
-        if value is not None:
-            out[f"{name}_bytes"] = int(value)
-    if {"temp_bytes", "argument_bytes", "output_bytes", "alias_bytes"} <= out.keys():
-        # Live at once at most: inputs + outputs (less the donated buffers reused) + scratch.
-        out["total_bytes"] = (
-            out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
-        )
-    return out
-
-
 def costs_of(compiled) -> dict:
     try:
         cost = compiled.cost_analysis()
@@ -178,20 +158,6 @@ def device_peak_bytes():
 
 def host_peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
-
-
-def lower_and_compile(jitted, *args) -> tuple[dict, object]:
-    start = time.perf_counter()
-    lowered = jitted.lower(*args)
-    lowered_at = time.perf_counter()
-    compiled = lowered.compile()
-    end = time.perf_counter()
-    times = {
-        "lower_s": lowered_at - start,
-        "compile_s": end - lowered_at,
-        "lower_compile_s": end - start,
-    }
-    return times, compiled
 
 
 def add_rates(res, batch_size):
