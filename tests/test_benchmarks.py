@@ -70,7 +70,10 @@ def test_dynamic_filter_benchmark_tiny():
     assert record["shape"] == {"B": 1, "H": 8, "W": 8, "C": 1, "kh": 3, "kw": 3}
     assert {"bytes", "copy", "roofline_s", "implementations", "ratios"} <= record.keys()
     assert set(record["implementations"]) == {"fast", "xla", "reference", "patches"}
-    for res in record["implementations"].values():
-        for name in ("forward", "forward_backward"):
+    for impl, res in record["implementations"].items():
+        names = ["forward", "forward_backward"]
+        names += ["loss_forward_backward"] if impl in ("fast", "xla") else []
+        for name in names:
             assert res[name]["median_s"] > 0 and res[name]["runs"] == 2
             assert res["compile_s"][name] > 0
+    assert {"fast_fb_vs_fast_forward", "fast_loss_fb_vs_fast_forward"} <= record["ratios"].keys()

@@ -204,6 +204,36 @@ def _check_gradients_match_reference(shape, jit, implementation):
     np.testing.assert_allclose(df_fast, df_ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("implementation", FUSED)
+@pytest.mark.parametrize("per_channel", [False, True], ids=["shared", "perchannel"])
+def test_one_argument_gradients_match_reference(implementation, per_channel):
+    """Differentiating in one argument only (filters applied to data, or fixed filters) computes
+    that gradient alone, correctly; also inside ``lax.scan``, where the carried image becomes
+    differentiated from the second step on."""
+    x, f = _random_case(8, 2, 6, 7, 3, 3, 5, per_channel=per_channel)
+
+    def loss(x, f, implementation):
+        out = ops.dynamic_local_filter(x, f, kernel_size=(3, 5), implementation=implementation)
+        return jnp.sum(jnp.sin(out))
+
+    def rollout(x, f, implementation):
+        def step(image, _):
+            out = ops.dynamic_local_filter(
+                image, f, kernel_size=(3, 5), implementation=implementation
+            )
+            return out, jnp.sum(out**2)
+
+        return jnp.sum(lax.scan(step, x, None, length=3)[1])
+
+    for fn in (loss, rollout):
+        for argnum in (0, 1):
+            grad = jax.jit(jax.grad(fn, argnums=argnum), static_argnames="implementation")
+            got = grad(x, f, implementation=implementation)
+            want = grad(x, f, implementation="reference")
+            atol = 1e-5 * float(np.max(np.abs(want)))  # the rollout's gradients reach ~1e4
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol, err_msg=f"{fn} {argnum}")
+
+
 def test_unbatched_gradients_match_reference():
     x, f = _random_case(5, None, 5, 6, 2, 3, 3, per_channel=False, unbatched=True)
     cotangent = jnp.asarray(np.random.default_rng(6).standard_normal((5, 6, 2)), jnp.float32)
@@ -483,16 +513,26 @@ def _hlo(fn, *args):
     return jax.jit(fn).lower(*args).as_text()
 
 
-def test_fast_path_calls_the_kernels_on_cpu(cpu_kernel):
+@pytest.mark.parametrize(
+    "argnums, kernels",
+    [
+        ((0, 1), {"dfn_jax_local_filter", "dfn_jax_local_filter_backward"}),
+        (0, {"dfn_jax_local_filter", "dfn_jax_local_filter_adjoint"}),
+        (1, {"dfn_jax_local_filter", "dfn_jax_local_filter_outer"}),
+    ],
+)
+def test_fast_path_calls_only_the_kernels_needed_on_cpu(cpu_kernel, argnums, kernels):
+    """Both gradients: one fused backward kernel; one gradient (e.g. filters applied to data):
+    only its kernel, the other gradient is never computed."""
     x, f = _random_case(20, 2, 6, 7, 3, 3, 3, per_channel=False)
 
     def loss(x, f, implementation):
         out = ops.dynamic_local_filter(x, f, kernel_size=3, implementation=implementation)
         return jnp.sum(out**2)
 
-    fast = _hlo(jax.grad(lambda x, f: loss(x, f, "fast"), argnums=(0, 1)), x, f)
-    for target in _cpu_kernels.TARGETS:
-        assert f"custom_call @{target}(" in fast, target
+    hlo = _hlo(jax.grad(lambda x, f: loss(x, f, "fast"), argnums=argnums), x, f)
+    called = {t for t in _cpu_kernels.TARGETS if f"custom_call @{t}(" in hlo}
+    assert called == kernels
     assert "dfn_jax_local_filter" not in _hlo(lambda x, f: loss(x, f, "xla"), x, f)
 
 
@@ -519,7 +559,8 @@ KERNEL_CASES = _random_kernel_cases(8, seed=21) + [
 @pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
 @pytest.mark.parametrize("shape", KERNEL_CASES, ids=_shape_id)
 def test_kernel_ops_match_xla_ops(cpu_kernel, shape, unbatched):
-    """F, G and H of the C++ kernels against their XLA versions, under jit."""
+    """F, G, H and the fused backward (G and H) of the C++ kernels against their XLA versions,
+    under jit."""
     from dfn_jax.ops import _local_filter as lf
 
     b, h, w, c, kh, kw, per_channel = shape
@@ -532,15 +573,17 @@ def test_kernel_ops_match_xla_ops(cpu_kernel, shape, unbatched):
         return
 
     @functools.partial(jax.jit, static_argnames="implementation")
-    def three_ops(x, f, g, implementation):
+    def kernel_ops(x, f, g, implementation):
+        static = (kh, kw, implementation, per_channel)
         return (
-            lf._filter(x, f, kh, kw, implementation, per_channel),
-            lf._adjoint(g, f, kh, kw, implementation, per_channel),
-            lf._outer(g, x, kh, kw, implementation, per_channel),
+            lf._filter(x, f, *static),
+            lf._adjoint(g, f, *static),
+            lf._outer(g, x, *static),
+            *lf._backward(g, x, f, *static),  # G and H in one kernel
         )
 
-    got, want = three_ops(x, f, g, "fast"), three_ops(x, f, g, "xla")
-    for name, a, e in zip("FGH", got, want, strict=True):
+    got, want = kernel_ops(x, f, g, "fast"), kernel_ops(x, f, g, "xla")
+    for name, a, e in zip(["F", "G", "H", "fused G", "fused H"], got, want, strict=True):
         assert a.shape == e.shape and a.dtype == e.dtype == jnp.float32, name
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-4, err_msg=name)
 

@@ -32,6 +32,9 @@ The three ops, with offsets ``o_t = (i - kh//2, j - kw//2)``, zero padding and p
 Each is a ``jax.custom_vjp`` whose backward pass calls the other two, so gradients of any order
 stay on the fast path: ``F``: ``dx = G(ct, f)``, ``df = H(ct, x)``; ``G``: ``dg = F(ct, f)``,
 ``df = H(g, ct)``; ``H``: ``dg = F(x, ct)``, ``dx = G(g, ct)``. None of them keeps a patch tensor.
+The backward passes compute only the cotangents of the differentiated arguments (JAX's symbolic
+zeros tell them which): filters applied to data never pay for the input gradient. When ``F``
+needs both, one C++ kernel computes ``G`` and ``H`` in a single pass over memory.
 Forward-mode differentiation (``jax.jvp``) is not supported, as for any ``custom_vjp``.
 
 The XLA versions: ``F`` and ``G`` are sums over the ``kh*kw`` statically shifted windows, which
@@ -61,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.sharding import PartitionSpec as P
 
 from dfn_jax.ops import _checks, _cpu_kernels
@@ -175,8 +179,8 @@ def _use_cpu_kernel(implementation, kh, kw):
     )
 
 
-def _per_device(call, a, b):
-    """``call(a, b)`` on each device's rows of the batch when a context mesh is set
+def _per_device(call, *arrays):
+    """``call(*arrays)`` on each device's rows of the batch when a context mesh is set
     (``jax.set_mesh``, as the trainer does) and the batch divides over it.
 
     The SPMD partitioner knows nothing about custom calls and would replicate them (every device
@@ -185,10 +189,26 @@ def _per_device(call, a, b):
     same either way.
     """
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or mesh.size == 1 or a.shape[0] % mesh.size:
-        return call(a, b)
+    if mesh.empty or mesh.size == 1 or arrays[0].shape[0] % mesh.size:
+        return call(*arrays)
     spec = P(mesh.axis_names)
-    return jax.shard_map(call, in_specs=(spec, spec), out_specs=spec)(a, b)
+    return jax.shard_map(call, in_specs=(spec,) * len(arrays), out_specs=spec)(*arrays)
+
+
+def _call_kernel(target, out_shapes, arrays, kh, kw):
+    """The C++ kernel ``target`` on float32 copies of ``arrays``; ``out_shapes(*arrays)`` gives
+    the result shape, or a tuple of them, from the arrays as each device sees them."""
+
+    def kernel(*arrays):
+        shapes = out_shapes(*arrays)
+        if isinstance(shapes[0], int):
+            result = jax.ShapeDtypeStruct(shapes, jnp.float32)
+        else:
+            result = tuple(jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes)
+        call = jax.ffi.ffi_call(target, result, vmap_method="broadcast_all")
+        return call(*arrays, kh=np.int64(kh), kw=np.int64(kw))
+
+    return _per_device(kernel, *(a.astype(jnp.float32) for a in arrays))
 
 
 def _outer_shape(g, taps, per_channel):
@@ -199,32 +219,50 @@ def _op(target, xla_impl, out_shape, vjp):
     """One of F, G, H: ``op(a, b, kh, kw, implementation, per_channel) -> float32``.
 
     ``target``: the C++ kernel's FFI name; ``xla_impl(a, b, kh, kw, per_channel)``: the XLA
-    version; ``out_shape(a, taps, per_channel)``; ``vjp(a, b, ct, static) -> (da, db)`` in terms of
-    the other ops, with ``static = (kh, kw, implementation, per_channel)``.
+    version; ``out_shape(a, taps, per_channel)``; ``vjp(a, b, ct, static, need_a, need_b) ->
+    (da, db)`` in terms of the other ops, with ``static = (kh, kw, implementation,
+    per_channel)``, computing only the cotangents asked for (``None`` for the others).
     """
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
     def op(a, b, kh, kw, implementation, per_channel):
         if _use_cpu_kernel(implementation, kh, kw):
-
-            def kernel(a, b):  # shapes are per device under `_per_device`
-                shape = jax.ShapeDtypeStruct(out_shape(a, kh * kw, per_channel), jnp.float32)
-                call = jax.ffi.ffi_call(target, shape, vmap_method="broadcast_all")
-                return call(a, b, kh=np.int64(kh), kw=np.int64(kw))
-
-            return _per_device(kernel, a.astype(jnp.float32), b.astype(jnp.float32))
+            shape = lambda a, b: out_shape(a, kh * kw, per_channel)
+            return _call_kernel(target, shape, (a, b), kh, kw)
         return xla_impl(a, b, kh, kw, per_channel)
 
     def fwd(a, b, *static):
-        return op(a, b, *static), (a, b)
+        # With symbolic zeros, JAX says which arguments are differentiated (e.g. not the data
+        # that a network filters), so the backward pass computes only their cotangents. The two
+        # flags travel to it as the static shape of an empty array.
+        needs = jnp.zeros((0, int(a.perturbed), int(b.perturbed)), jnp.bool_)
+        return op(a.value, b.value, *static), (a.value, b.value, needs)
 
     def bwd(kh, kw, implementation, per_channel, residuals, ct):
-        a, b = residuals
-        da, db = vjp(a, b, ct, (kh, kw, implementation, per_channel))
-        return da.astype(a.dtype), db.astype(b.dtype)
+        a, b, needs = residuals
+        if isinstance(ct, SymbolicZero):
+            return None, None
+        _, need_a, need_b = needs.shape
+        static = (kh, kw, implementation, per_channel)
+        da, db = vjp(a, b, ct, static, bool(need_a), bool(need_b))
+        return (
+            None if da is None else da.astype(a.dtype),
+            None if db is None else db.astype(b.dtype),
+        )
 
-    op.defvjp(fwd, bwd)
+    op.defvjp(fwd, bwd, symbolic_zeros=True)
     return op
+
+
+def _pair(need_a, make_a, need_b, make_b):
+    """``(make_a(), make_b())``, with ``None`` for the one not needed."""
+    return (make_a() if need_a else None), (make_b() if need_b else None)
+
+
+def _filter_vjp(x, f, ct, static, need_x, need_f):
+    if need_x and need_f:
+        return _backward(ct, x, f, *static)
+    return _pair(need_x, lambda: _adjoint(ct, f, *static), need_f, lambda: _outer(ct, x, *static))
 
 
 # F(x, f): the forward pass.
@@ -232,22 +270,54 @@ _filter = _op(
     "dfn_jax_local_filter",
     lambda x, f, kh, kw, _: _xla_filter(x, f, kh, kw),
     lambda x, taps, per_channel: x.shape,
-    lambda x, f, ct, static: (_adjoint(ct, f, *static), _outer(ct, x, *static)),
+    _filter_vjp,
 )
 # G(g, f): the adjoint of F in x (its input gradient).
 _adjoint = _op(
     "dfn_jax_local_filter_adjoint",
     lambda g, f, kh, kw, _: _xla_adjoint(g, f, kh, kw),
     lambda g, taps, per_channel: g.shape,
-    lambda g, f, ct, static: (_filter(ct, f, *static), _outer(g, ct, *static)),
+    lambda g, f, ct, static, need_g, need_f: _pair(
+        need_g, lambda: _filter(ct, f, *static), need_f, lambda: _outer(g, ct, *static)
+    ),
 )
 # H(g, x): the filter gradient, [B, H, W, T] (summed over channels) or [B, H, W, C, T].
 _outer = _op(
     "dfn_jax_local_filter_outer",
     lambda g, x, kh, kw, per_channel: _xla_outer(g, x, kh, kw, per_channel),
     _outer_shape,
-    lambda g, x, ct, static: (_filter(x, ct, *static), _adjoint(g, ct, *static)),
+    lambda g, x, ct, static, need_g, need_x: _pair(
+        need_g, lambda: _filter(x, ct, *static), need_x, lambda: _adjoint(g, ct, *static)
+    ),
 )
+
+
+def _separate_backward(ct, x, f, *static):
+    return _adjoint(ct, f, *static), _outer(ct, x, *static)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _backward(ct, x, f, kh, kw, implementation, per_channel):
+    """Both gradients of F, ``(G(ct, f), H(ct, x))``: one C++ kernel on CPU, which streams the
+    filter gradient out while it reads the filters; the two ops elsewhere. Differentiated as the
+    two ops."""
+    if _use_cpu_kernel(implementation, kh, kw):
+        shapes = lambda ct, x, f: (ct.shape, f.shape)
+        return _call_kernel("dfn_jax_local_filter_backward", shapes, (ct, x, f), kh, kw)
+    return _separate_backward(ct, x, f, kh, kw, implementation, per_channel)
+
+
+def _backward_fwd(ct, x, f, *static):
+    return _backward(ct, x, f, *static), (ct, x, f)
+
+
+def _backward_bwd(kh, kw, implementation, per_channel, residuals, cts):
+    static = (kh, kw, implementation, per_channel)
+    _, vjp = jax.vjp(lambda *args: _separate_backward(*args, *static), *residuals)
+    return vjp(cts)
+
+
+_backward.defvjp(_backward_fwd, _backward_bwd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ TARGETS = {
     "dfn_jax_local_filter": "DfnJaxLocalFilter",
     "dfn_jax_local_filter_adjoint": "DfnJaxLocalFilterAdjoint",
     "dfn_jax_local_filter_outer": "DfnJaxLocalFilterOuter",
+    "dfn_jax_local_filter_backward": "DfnJaxLocalFilterBackward",
 }
 
 FLAGS = (
