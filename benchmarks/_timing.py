@@ -3,6 +3,7 @@ times, compiled memory."""
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 
@@ -12,17 +13,25 @@ import jax
 def median_time(fn, *args, runs: int = 20, warmup: int = 2) -> dict:
     """Calls ``fn(*args)`` ``warmup`` times, then times ``runs`` calls, each blocked until ready.
 
-    Returns ``{"median_s", "min_s", "runs"}``. Pass an already jitted (or compiled) ``fn`` so
-    that compilation is not timed.
+    Returns ``{"median_s", "min_s", "runs", "page_faults_per_run"}``. Pass an already jitted (or
+    compiled) ``fn`` so that compilation is not timed.
     """
     for _ in range(warmup):
         jax.block_until_ready(fn(*args))
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(runs):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs": runs}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "runs": runs,
+        # Pages the OS mapped (and zeroed) per call: large outputs sometimes get fresh memory.
+        "page_faults_per_run": faults / runs,
+    }
 
 
 def lower_and_compile(jitted, *args) -> tuple[dict, object]:

@@ -18,7 +18,10 @@ Memory roofline, with ``s`` the dtype's item size (4 for float32) and ``F = kh*k
 ``x * 1.0001`` over a float32 array the size of the filter tensor (``2 * bytes / time``).
 
 The header records whether "fast" ran the C++ kernels (``cpu_kernel``: built or loaded from the
-cache, compile seconds, or why not) and the load average before and after the run.
+cache, compile seconds, or why not) and the load average before and after the run. Each timing
+records its page faults per call: depending on the allocator's state, a large output (the
+forward+backward's filter gradient) sometimes gets fresh pages from the OS, which zeroes them
+first (measured here: 0 to ~1,700 faults per call, in runs otherwise alike).
 
 Usage: ``python -m benchmarks.dynamic_filter [--shapes 256,64,64,1,9,9;16,64,64,1,9,9] [--out F]``.
 Prints one JSON document to stdout; progress goes to stderr.

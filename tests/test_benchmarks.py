@@ -77,3 +77,4 @@ def test_dynamic_filter_benchmark_tiny():
             assert res[name]["median_s"] > 0 and res[name]["runs"] == 2
             assert res["compile_s"][name] > 0
     assert {"fast_fb_vs_fast_forward", "fast_loss_fb_vs_fast_forward"} <= record["ratios"].keys()
+    assert "page_faults_per_run" in record["implementations"]["fast"]["forward"]
