@@ -248,8 +248,8 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
 
-def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
-    """Validates and normalises the generator fields that both model configs share."""
+def _check_feature_widths(cfg: Any, *, min_encoder: int = 2) -> None:
+    """Validates ``encoder_features``/``decoder_features`` and normalises them to int tuples."""
     for name in ("encoder_features", "decoder_features"):
         value = getattr(cfg, name)
         try:
@@ -268,6 +268,11 @@ def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
             f"`encoder_features` needs at least {min_encoder} convs (the second has stride 2), got "
             f"{cfg.encoder_features!r}."
         )
+
+
+def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
+    """Validates and normalises the generator fields that the highway and stereo configs share."""
+    _check_feature_widths(cfg, min_encoder=min_encoder)
     for name in ("head_features", "channels", "image_size"):
         _positive_int(name, getattr(cfg, name))
     if cfg.image_size % 2:

@@ -48,6 +48,8 @@ from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
 from dfn_jax.models._common import (
+    _check_feature_widths,
+    _positive_int,
     apply_output_stage,
     check_output_fields,
     check_time_loop_fields,
@@ -119,10 +121,6 @@ class VideoDFNConfig:
     filter_implementation: str = "fast"
 
     def __post_init__(self):
-        def positive_int(name, value):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-
         if (
             isinstance(self.filter_size, bool)
             or not isinstance(self.filter_size, (int, np.integer))
@@ -133,29 +131,10 @@ class VideoDFNConfig:
                 f"`filter_size` must be a positive odd int (the filter is centred on the pixel), "
                 f"got {self.filter_size!r}."
             )
-        for name in ("encoder_features", "decoder_features"):
-            value = getattr(self, name)
-            try:
-                value = tuple(value)
-            except TypeError:
-                raise ValueError(
-                    f"`{name}` must be a sequence of positive ints, got {value!r}."
-                ) from None
-            for i, width in enumerate(value):
-                positive_int(f"{name}[{i}]", width)
-            object.__setattr__(self, name, tuple(int(v) for v in value))
-        if len(self.encoder_features) < 2:
-            raise ValueError(
-                f"`encoder_features` needs at least 2 convs (the second has stride 2), got "
-                f"{self.encoder_features!r}."
-            )
-        if len(self.decoder_features) < 1:
-            raise ValueError(
-                f"`decoder_features` needs at least 1 conv, got {self.decoder_features!r}."
-            )
+        _check_feature_widths(self)
         for name in ("hidden_features", "head_features", "num_input_frames", "channels"):
-            positive_int(name, getattr(self, name))
-        positive_int("num_output_frames", self.num_output_frames)
+            _positive_int(name, getattr(self, name))
+        _positive_int("num_output_frames", self.num_output_frames)
         if self.recurrence not in RECURRENCES:
             raise ValueError(f"`recurrence` must be one of {RECURRENCES}, got {self.recurrence!r}.")
         if self.recurrence == "additive" and self.encoder_features[-1] != self.hidden_features:
