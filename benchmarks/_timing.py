@@ -1,37 +1,101 @@
-"""Helpers shared by the benchmarks: wall-clock medians that block on the results, compile
-times, compiled memory."""
+"""Helpers shared by the benchmarks: wall-clock medians that block on the results (with warm or
+flushed caches), compile times, compiled memory, and the host allocator setting that keeps
+large outputs from getting fresh pages on every call."""
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+
+# Writing this many bytes between calls evicts every cache level of today's CPUs and GPUs
+# (the largest last-level caches are 32-256 MiB; Triton's do_bench also writes 256 MiB).
+FLUSH_BYTES = 256 << 20
 
 
-def median_time(fn, *args, runs: int = 20, warmup: int = 2) -> dict:
+def _page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def median_time(fn, *args, runs: int = 20, warmup: int = 2, flush=None) -> dict:
     """Calls ``fn(*args)`` ``warmup`` times, then times ``runs`` calls, each blocked until ready.
+
+    With ``flush`` (a callable, e.g. from :func:`cache_flusher`), it runs untimed before every
+    timed call, so that each call starts with cold caches; without it, calls run back to back
+    and an input that fits the last-level cache is read from there.
 
     Returns ``{"median_s", "min_s", "runs", "page_faults_per_run"}``. Pass an already jitted (or
     compiled) ``fn`` so that compilation is not timed.
     """
     for _ in range(warmup):
         jax.block_until_ready(fn(*args))
-    times = []
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times, faults = [], 0
     for _ in range(runs):
+        if flush is not None:
+            flush()
+        faults_before = _page_faults()
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        faults += _page_faults() - faults_before
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),
         "runs": runs,
-        # Pages the OS mapped (and zeroed) per call: large outputs sometimes get fresh memory.
+        # Pages the OS mapped (and zeroed) per call: large outputs can get fresh memory.
         "page_faults_per_run": faults / runs,
     }
+
+
+def cache_flusher(nbytes: int = FLUSH_BYTES):
+    """Returns ``flush()``: rewrites an ``nbytes`` array on the default device in place (a
+    donated jitted update), which evicts whatever a timed call left in the caches, then runs a
+    tiny jitted op, which wakes the runtime's threads and reloads its dispatch path (on CPU a
+    call after the bare flush pays ~0.1 ms for that, for any size), so that what is cold is
+    the data."""
+    step = jax.jit(lambda buf: buf + 1.0, donate_argnums=0)
+    wake = jax.jit(lambda v: v + 1.0)
+    state = [jnp.zeros((max(nbytes // 4, 1),), jnp.float32), jnp.zeros((8,), jnp.float32)]
+
+    def flush():
+        state[0] = jax.block_until_ready(step(state[0]))
+        jax.block_until_ready(wake(state[1]))
+
+    flush()  # compiles both
+    return flush
+
+
+def keep_freed_host_memory() -> dict:
+    """Sets glibc's malloc to reuse freed memory instead of giving it back to the OS.
+
+    By default glibc maps a large block afresh (above a threshold of at most 32 MiB, and always
+    for a block larger than a thread's 64 MiB arena heap), unmaps it when freed, and returns the
+    top of a heap once more than a trim threshold is free; the next large allocation (a 21 MB
+    filter gradient, say) then touches pages the OS must map and zero again: up to thousands of
+    page faults, milliseconds, in one call and none in the next, depending on what ran before in
+    the process. One arena, no mapped blocks and no trimming make timings independent of that
+    history (at the price of a process that keeps its peak heap). Call it before the runtime
+    starts its threads. Returns the setting, or why it was left alone (not glibc).
+    """
+    # <malloc.h> parameter numbers.
+    settings = {
+        "M_ARENA_MAX": (-8, 1),
+        "M_MMAP_MAX": (-4, 0),
+        "M_TRIM_THRESHOLD": (-1, 2**31 - 1),
+    }
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return {"applied": False, "reason": "no mallopt in this C library (not glibc)"}
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    failed = [name for name, (param, value) in settings.items() if mallopt(param, value) != 1]
+    if failed:
+        return {"applied": False, "reason": f"mallopt refused {failed}"}
+    return {"applied": True, **{name: value for name, (_, value) in settings.items()}}
 
 
 def lower_and_compile(jitted, *args) -> tuple[dict, object]:

@@ -17,11 +17,21 @@ Memory roofline, with ``s`` the dtype's item size (4 for float32) and ``F = kh*k
 ``roofline_s = bytes / bandwidth``, where the bandwidth is measured in the same run by a jitted
 ``x * 1.0001`` over a float32 array the size of the filter tensor (``2 * bytes / time``).
 
+Every timing is taken twice: back to back (``median_s``; the keys ``roofline_s`` and
+``ratios``) and with cold caches (``cold``; ``roofline_cold_s``, ``ratios_cold``), where
+``--flush-bytes`` (256 MiB) are rewritten on the device, untimed, before each call. The two
+differ where the data fit the last-level cache: back to back, the forward re-reads its filters
+(21 MB at 16x64x64x81) from a 32 MB L3 and beats the memory roofline, while forward+backward,
+which also writes a filter-sized gradient, evicts them; with cold caches every timing, the copy
+included, starts from memory, so the ratios between them compare like with like.
+
 The header records whether "fast" ran the C++ kernels (``cpu_kernel``: built or loaded from the
-cache, compile seconds, or why not) and the load average before and after the run. Each timing
-records its page faults per call: depending on the allocator's state, a large output (the
-forward+backward's filter gradient) sometimes gets fresh pages from the OS, which zeroes them
-first (measured here: 0 to ~1,700 faults per call, in runs otherwise alike).
+cache, compile seconds, or why not), the host allocator setting and the load average before and
+after the run. Each timing records its page faults per call: by default glibc gives freed
+memory back to the OS depending on what ran before, and a large output (the forward+backward's
+filter gradient) then gets fresh pages the OS must zero (0 to ~3,900 faults, up to several ms,
+per call in runs otherwise alike); so the run first sets malloc to keep freed memory
+(``--no-keep-freed-memory`` to leave it as it is).
 
 Usage: ``python -m benchmarks.dynamic_filter [--shapes 256,64,64,1,9,9;16,64,64,1,9,9] [--out F]``.
 Prints one JSON document to stdout; progress goes to stderr.
@@ -45,9 +55,9 @@ from dfn_jax import ops
 from dfn_jax.ops import _cpu_kernels
 
 try:
-    from benchmarks._timing import compile_time, median_time, temp_bytes
+    from benchmarks import _timing
 except ImportError:  # run as a script: ``python benchmarks/dynamic_filter.py``
-    from _timing import compile_time, median_time, temp_bytes
+    import _timing
 
 DEFAULT_SHAPES = "16,64,64,1,9,9;16,64,64,3,9,9;8,64,64,32,5,5;16,64,64,1,11,11;16,64,64,1,1,13"
 
@@ -92,22 +102,53 @@ def make_fns(impl, kernel_size):
     return fns
 
 
-def copy_bandwidth(nbytes, runs):
-    """Bytes per second of a jitted elementwise pass (read + write) over a float32 array."""
-    a = jnp.ones((max(nbytes // 4, 1),), jnp.float32)
-    _, scale = compile_time(jax.jit(lambda v: v * 1.0001), a)
-    t = median_time(scale, a, runs=runs)
-    nbytes = a.size * 4
+def _bandwidth(t, nbytes):
     # The roofline uses the median (like the op timings); the best run is kept for reference.
     return {
-        "bytes": nbytes,
         **t,
         "bandwidth_Bps": 2 * nbytes / t["median_s"],
         "bandwidth_best_Bps": 2 * nbytes / t["min_s"],
     }
 
 
-def bench_shape(shape, args, dtype):
+def copy_bandwidth(nbytes, runs, warmup, flush):
+    """Bytes per second of a jitted elementwise pass (read + write) over a float32 array, timed
+    back to back and, with ``flush``, from cold caches (``"cold"``)."""
+    a = jnp.ones((max(nbytes // 4, 1),), jnp.float32)
+    _, scale = _timing.compile_time(jax.jit(lambda v: v * 1.0001), a)
+    nbytes = a.size * 4
+    record = {
+        "bytes": nbytes,
+        **_bandwidth(_timing.median_time(scale, a, runs=runs, warmup=warmup), nbytes),
+    }
+    if flush is not None:
+        record["cold"] = _bandwidth(_timing.median_time(scale, a, runs=runs, flush=flush), nbytes)
+    return record
+
+
+def _ratios(times, roofline):
+    """The headline ratios from ``times[(implementation, name)]`` (median seconds)."""
+    ratios = {}
+    if ("fast", "forward") not in times:
+        return ratios
+    ratios["fast_forward_vs_roofline"] = times["fast", "forward"] / roofline["forward"]
+    ratios["fast_fb_vs_roofline"] = times["fast", "forward_backward"] / roofline["forward_backward"]
+    ratios["fast_fb_vs_fast_forward"] = times["fast", "forward_backward"] / times["fast", "forward"]
+    ratios["fast_loss_fb_vs_fast_forward"] = (
+        times["fast", "loss_forward_backward"] / times["fast", "forward"]
+    )
+    for other in ("xla", "reference", "patches"):
+        if (other, "forward_backward") in times:
+            ratios[f"{other}_fb_vs_fast_fb"] = (
+                times[other, "forward_backward"] / times["fast", "forward_backward"]
+            )
+            ratios[f"{other}_forward_vs_fast_forward"] = (
+                times[other, "forward"] / times["fast", "forward"]
+            )
+    return ratios
+
+
+def bench_shape(shape, args, dtype, flush):
     b, h, w, c, kh, kw = shape
     taps, pixels, item = kh * kw, b * h * w, jnp.dtype(dtype).itemsize
     kx, kf, kg = jax.random.split(jax.random.key(0), 3)
@@ -116,14 +157,20 @@ def bench_shape(shape, args, dtype):
     g = jax.random.normal(kg, (b, h, w, c), jnp.float32)
     fwd_bytes = item * pixels * (2 * c + taps)
     fb_bytes = fwd_bytes + item * pixels * (4 * c + 2 * taps)
-    copy = copy_bandwidth(4 * pixels * taps, max(args.runs, 50))  # cheap: take more runs
+    copy = copy_bandwidth(
+        4 * pixels * taps, max(args.runs, 50), args.warmup, flush
+    )  # cheap: more runs
+    rooflines = {"": copy} | ({"_cold": copy["cold"]} if flush is not None else {})
     record = {
         "shape": dict(zip("B H W C kh kw".split(), shape, strict=True)),
         "bytes": {"forward": fwd_bytes, "forward_backward": fb_bytes},
         "copy": copy,
-        "roofline_s": {
-            "forward": fwd_bytes / copy["bandwidth_Bps"],
-            "forward_backward": fb_bytes / copy["bandwidth_Bps"],
+        **{
+            f"roofline{suffix}_s": {
+                "forward": fwd_bytes / c["bandwidth_Bps"],
+                "forward_backward": fb_bytes / c["bandwidth_Bps"],
+            }
+            for suffix, c in rooflines.items()
         },
         "implementations": {},
     }
@@ -142,12 +189,17 @@ def bench_shape(shape, args, dtype):
         outs = {}
         for name, fn in make_fns(impl, (kh, kw)).items():
             fn_args = (x, f) if name == "forward" else (x, f, g)
-            res["compile_s"][name], compiled = compile_time(fn, *fn_args)
-            res["temp_bytes"][name] = temp_bytes(compiled)
+            res["compile_s"][name], compiled = _timing.compile_time(fn, *fn_args)
+            res["temp_bytes"][name] = _timing.temp_bytes(compiled)
             outs[name] = jax.tree.map(lambda a: np.asarray(a, np.float32), compiled(*fn_args))
-            # The call above was the first warm-up run.
-            res[name] = median_time(compiled, *fn_args, runs=args.runs, warmup=1)
-            print(f"  {impl} {name}: {res[name]['median_s'] * 1e3:.3f} ms", file=sys.stderr)
+            res[name] = _timing.median_time(compiled, *fn_args, runs=args.runs, warmup=args.warmup)
+            cold = ""
+            if flush is not None:
+                res[name]["cold"] = _timing.median_time(
+                    compiled, *fn_args, runs=args.runs, flush=flush
+                )
+                cold = f", cold caches {res[name]['cold']['median_s'] * 1e3:.3f} ms"
+            print(f"  {impl} {name}: {res[name]['median_s'] * 1e3:.3f} ms{cold}", file=sys.stderr)
         if expected is None:
             expected = outs  # "fast" comes first
         for name in outs.keys() & expected.keys():  # each must agree with the first one
@@ -157,46 +209,44 @@ def bench_shape(shape, args, dtype):
                 np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=impl)
         record["implementations"][impl] = res
 
-    times = {
-        (k, n): v[n]["median_s"]
+    timed = [
+        (k, n, v[n])
         for k, v in record["implementations"].items()
         if "skipped" not in v
         for n in ("forward", "forward_backward", "loss_forward_backward")
         if n in v
-    }
-    ratios = {}
-    if ("fast", "forward") in times:
-        ratios["fast_forward_vs_roofline"] = (
-            times["fast", "forward"] / record["roofline_s"]["forward"]
-        )
-        ratios["fast_fb_vs_roofline"] = (
-            times["fast", "forward_backward"] / record["roofline_s"]["forward_backward"]
-        )
-        ratios["fast_fb_vs_fast_forward"] = (
-            times["fast", "forward_backward"] / times["fast", "forward"]
-        )
-        ratios["fast_loss_fb_vs_fast_forward"] = (
-            times["fast", "loss_forward_backward"] / times["fast", "forward"]
-        )
-        for other in ("xla", "reference", "patches"):
-            if (other, "forward_backward") in times:
-                ratios[f"{other}_fb_vs_fast_fb"] = (
-                    times[other, "forward_backward"] / times["fast", "forward_backward"]
-                )
-                ratios[f"{other}_forward_vs_fast_forward"] = (
-                    times[other, "forward"] / times["fast", "forward"]
-                )
-    record["ratios"] = ratios
+    ]
+    for suffix in rooflines:
+        times = {(k, n): (t["cold"] if suffix else t)["median_s"] for k, n, t in timed}
+        record[f"ratios{suffix}"] = _ratios(times, record[f"roofline{suffix}_s"])
     return record
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="B,H,W,C,kh,kw;B,H,W,C,kh,kw;...")
-    p.add_argument("--runs", type=int, default=20, help="timed runs after 2 warm-up runs")
+    p.add_argument("--runs", type=int, default=20, help="timed runs after the warm-up runs")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="untimed runs after the correctness check (the allocator's heap grows in the first)",
+    )
     p.add_argument("--implementations", default="fast,xla,reference,patches")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--max-reference-bytes", type=lambda s: int(float(s)), default=2 * 10**9)
+    p.add_argument(
+        "--flush-bytes",
+        type=lambda v: int(float(v)),
+        default=_timing.FLUSH_BYTES,
+        help="bytes written between cold-cache runs (0: time back to back only)",
+    )
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="set glibc's malloc to keep freed memory (no fresh pages per call)",
+    )
     p.add_argument("--out", help="also write the JSON document to this file")
     args = p.parse_args(argv)
     args.shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";") if s]
@@ -218,6 +268,12 @@ def _load_average():
 
 def main(argv=None):
     args = parse_args(argv)
+    # Before the first large allocation: a timing should not depend on the allocator's history.
+    allocator = (
+        _timing.keep_freed_host_memory()
+        if args.keep_freed_memory
+        else {"applied": False, "reason": "off"}
+    )
     dtype = jnp.dtype(args.dtype)
     device = jax.devices()[0]
     doc = {
@@ -233,13 +289,16 @@ def main(argv=None):
         "filters": "shared over channels, [B, H, W, kh*kw]",
         # Builds (or loads) the kernels now, so that their compile time is recorded here.
         "cpu_kernel": _cpu_kernels.status() if jax.default_backend() == "cpu" else None,
+        "host_allocator": allocator,
+        "flush_bytes": args.flush_bytes,
         "load_average_start": _load_average(),
         "results": [],
     }
     start = time.perf_counter()
+    flush = _timing.cache_flusher(args.flush_bytes) if args.flush_bytes > 0 else None
     for shape in args.shapes:
         print(f"shape B,H,W,C,kh,kw = {shape}", file=sys.stderr)
-        doc["results"].append(bench_shape(shape, args, dtype))
+        doc["results"].append(bench_shape(shape, args, dtype, flush))
     doc["load_average_end"] = _load_average()
     doc["total_wall_s"] = time.perf_counter() - start
     text = json.dumps(doc, indent=2)

@@ -62,19 +62,42 @@ def test_train_step_benchmark_small(tmp_path):
 
 @pytest.mark.slow
 def test_dynamic_filter_benchmark_tiny():
-    doc = run_benchmark("dynamic_filter", "--shapes", "1,8,8,1,3,3", "--runs", "2")
+    doc = run_benchmark(
+        "dynamic_filter", "--shapes", "1,8,8,1,3,3", "--runs", "2", "--flush-bytes", "1048576"
+    )
     assert HEADER_KEYS <= doc.keys()
     assert doc["benchmark"] == "dynamic_local_filter" and doc["runs"] == 2
     assert doc["cpu_kernel"]["available"] in (True, False)  # CPU run: built, or why not
     (record,) = doc["results"]
     assert record["shape"] == {"B": 1, "H": 8, "W": 8, "C": 1, "kh": 3, "kw": 3}
-    assert {"bytes", "copy", "roofline_s", "implementations", "ratios"} <= record.keys()
+    assert doc["flush_bytes"] == 1 << 20
+    if sys.platform.startswith("linux"):  # glibc: malloc set to keep freed memory
+        assert doc["host_allocator"]["applied"] is True
+    keys = {"bytes", "copy", "roofline_s", "roofline_cold_s", "implementations", "ratios"}
+    assert keys | {"ratios_cold"} <= record.keys()
     assert set(record["implementations"]) == {"fast", "xla", "reference", "patches"}
     for impl, res in record["implementations"].items():
         names = ["forward", "forward_backward"]
         names += ["loss_forward_backward"] if impl in ("fast", "xla") else []
         for name in names:
-            assert res[name]["median_s"] > 0 and res[name]["runs"] == 2
+            for timing in (res[name], res[name]["cold"]):  # back to back, cold caches
+                assert timing["median_s"] > 0 and timing["runs"] == 2
+                assert timing["page_faults_per_run"] >= 0
             assert res["compile_s"][name] > 0
-    assert {"fast_fb_vs_fast_forward", "fast_loss_fb_vs_fast_forward"} <= record["ratios"].keys()
-    assert "page_faults_per_run" in record["implementations"]["fast"]["forward"]
+    assert record["copy"]["cold"]["bandwidth_Bps"] > 0
+    for ratios in (record["ratios"], record["ratios_cold"]):
+        assert {"fast_fb_vs_fast_forward", "fast_loss_fb_vs_fast_forward"} <= ratios.keys()
+
+
+@pytest.mark.slow
+def test_dynamic_filter_benchmark_without_flush_or_allocator_setting():
+    doc = run_benchmark(
+        "dynamic_filter",
+        *("--shapes", "1,8,8,1,3,3", "--runs", "2", "--implementations", "fast"),
+        *("--flush-bytes", "0", "--no-keep-freed-memory"),
+    )
+    assert doc["host_allocator"] == {"applied": False, "reason": "off"}
+    (record,) = doc["results"]
+    assert "cold" not in record["implementations"]["fast"]["forward"]
+    assert "ratios_cold" not in record and "roofline_cold_s" not in record
+    assert record["ratios"]["fast_fb_vs_fast_forward"] > 0
