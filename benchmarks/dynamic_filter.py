@@ -122,7 +122,9 @@ def copy_bandwidth(nbytes, runs, warmup, flush):
         **_bandwidth(_timing.median_time(scale, a, runs=runs, warmup=warmup), nbytes),
     }
     if flush is not None:
-        record["cold"] = _bandwidth(_timing.median_time(scale, a, runs=runs, flush=flush), nbytes)
+        # Warmed up just above: no more untimed runs before the cold ones.
+        cold = _timing.median_time(scale, a, runs=runs, warmup=0, flush=flush)
+        record["cold"] = _bandwidth(cold, nbytes)
     return record
 
 
@@ -157,9 +159,8 @@ def bench_shape(shape, args, dtype, flush):
     g = jax.random.normal(kg, (b, h, w, c), jnp.float32)
     fwd_bytes = item * pixels * (2 * c + taps)
     fb_bytes = fwd_bytes + item * pixels * (4 * c + 2 * taps)
-    copy = copy_bandwidth(
-        4 * pixels * taps, max(args.runs, 50), args.warmup, flush
-    )  # cheap: more runs
+    # The copy is cheap: more runs.
+    copy = copy_bandwidth(4 * pixels * taps, max(args.runs, 50), args.warmup, flush)
     rooflines = {"": copy} | ({"_cold": copy["cold"]} if flush is not None else {})
     record = {
         "shape": dict(zip("B H W C kh kw".split(), shape, strict=True)),
@@ -195,8 +196,8 @@ def bench_shape(shape, args, dtype, flush):
             res[name] = _timing.median_time(compiled, *fn_args, runs=args.runs, warmup=args.warmup)
             cold = ""
             if flush is not None:
-                res[name]["cold"] = _timing.median_time(
-                    compiled, *fn_args, runs=args.runs, flush=flush
+                res[name]["cold"] = _timing.median_time(  # warmed up just above
+                    compiled, *fn_args, runs=args.runs, warmup=0, flush=flush
                 )
                 cold = f", cold caches {res[name]['cold']['median_s'] * 1e3:.3f} ms"
             print(f"  {impl} {name}: {res[name]['median_s'] * 1e3:.3f} ms{cold}", file=sys.stderr)
