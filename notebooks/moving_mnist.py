@@ -172,7 +172,7 @@ plot_strips(
 # %% [markdown]
 # ## 2. Training a small model with the shared trainer
 #
-# The experiment is `experiments/moving_mnist.py`, the model `dfn_jax.models.VideoDFN`, the loss
+# The experiment is `experiments/dfn/moving_mnist.py`, the model `dfn_jax.models.VideoDFN`, the loss
 # the paper's binary cross-entropy on the 10 predicted frames, and the trainer
 # `dfn_jax.training` (jitted steps, Adam, Orbax checkpoints, logs). The command line
 # `python -m experiments.main --config=experiments/configs/moving_mnist.py:quick --workdir=DIR`

@@ -59,8 +59,8 @@ from dfn_jax.data import textures
 from dfn_jax.training import Checkpointer, Trainer
 from dfn_jax.training import train_and_evaluate as train_experiment
 from experiments.configs.steerable import get_config
+from experiments.dfn.steerable import filter_agreement
 from experiments.main import make_experiment, train_and_evaluate
-from experiments.steerable import filter_agreement
 
 # The test suite sets DFN_NOTEBOOK_SMALL=1 to run every notebook on small sizes.
 SMALL = os.environ.get("DFN_NOTEBOOK_SMALL") == "1"

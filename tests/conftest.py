@@ -1,9 +1,8 @@
-"""Test-suite settings: several fake CPU devices and strict rank promotion (equinox-style), so that
-sharding code paths run and silent broadcasting bugs fail loudly."""
+"""Test-suite settings: eight CPU devices and strict rank promotion (equinox-style), so that
+sharding code paths run and silent broadcasting bugs fail loudly; fixtures for the shared data."""
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pathlib  # noqa: E402
@@ -11,9 +10,12 @@ import pathlib  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
+from tests.helpers import REPO_ROOT  # noqa: E402
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Set through JAX's config, not an XLA_FLAGS default that a user's environment would silently
+# override (and that subprocesses would inherit).
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax import ops
-from dfn_jax.ops import _checks
-from dfn_jax.ops._local_filter import IMPLEMENTATIONS
+from dfn_jax._src import checks as _checks
+from dfn_jax._src.checks import FILTER_IMPLEMENTATIONS as IMPLEMENTATIONS
 
 NORMALIZATIONS = ("softmax", None)
 

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dfn_jax._src.checks import is_int
 from dfn_jax.layers.dynamic_filter import _kernel_size_pair
-from dfn_jax.ops._checks import is_int
 
 Initializer = Any
 

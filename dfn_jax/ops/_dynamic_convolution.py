@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dfn_jax.ops import _checks
+from dfn_jax._src import checks as _checks
 
 IMPLEMENTATIONS = ("fast", "reference")
 Padding = str | int | Sequence[tuple[int, int]]

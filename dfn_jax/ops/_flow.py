@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dfn_jax.ops import _checks
+from dfn_jax._src import checks as _checks
 
 
 def tap_offsets(kernel_size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

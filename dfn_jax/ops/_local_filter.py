@@ -67,9 +67,10 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.sharding import PartitionSpec as P
 
-from dfn_jax.ops import _checks, _cpu_kernels
+from dfn_jax._src import checks as _checks
+from dfn_jax.ops import _cpu_kernels
 
-IMPLEMENTATIONS = ("fast", "xla", "reference")
+IMPLEMENTATIONS = _checks.FILTER_IMPLEMENTATIONS
 
 # Largest kernel height and width the C++ kernels take (see kMaxRows, kMaxChunks there).
 _MAX_KERNEL_SIZE = 64

@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import xlogy
 
-from dfn_jax.ops import _checks
+from dfn_jax._src import checks as _checks
 
 _FRAME_AXES = (-3, -2, -1)
 

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dfn_jax.ops import _checks
+from dfn_jax._src import checks as _checks
 
 
 def _check_size_sigma(size, sigma) -> tuple[int, float]:

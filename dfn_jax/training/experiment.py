@@ -2,7 +2,7 @@
 
 An experiment binds a model, its data and its loss; the trainer owns everything else (optimiser,
 jitted steps, sharding, checkpoints, logging, evaluation loop, ``results.json``). Subclass
-:class:`Experiment` and implement the abstract methods; see ``experiments/moving_mnist.py``.
+:class:`Experiment` and implement the abstract methods; see ``experiments/dfn/moving_mnist.py``.
 """
 
 from __future__ import annotations

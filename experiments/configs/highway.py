@@ -4,7 +4,7 @@ r"""Highway-driving video prediction with the recurrent DFN (De Brabandere et al
 
 * ``paper`` (default): the paper's model (368,122 parameters: 2 frames in, 11x11 softmax filters
   and a dynamic bias, untied biases on the first conv, a recurrent state; see
-  :mod:`dfn_jax.models.highway`) with the authors' batch size and learning rate (batch 16, Adam
+  :mod:`dfn_jax.models.dfn.highway`) with the authors' batch size and learning rate (batch 16, Adam
   1e-3, halved every 4,000 steps: orig. code, 20 epochs of 200 batches), but a CPU-sized number of
   steps, so that the command finishes in a few minutes on 2 CPU cores::
 
@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     baseline = "baseline" in tokens
 
     config = ml_collections.ConfigDict()
-    config.experiment = "highway"
+    config.experiment = "dfn.highway"
     config.variant = ",".join(tokens)
     config.seed = 0
 

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = next((t for t in tokens if t != "baseline"), "paper" if baseline else "shapes")
 
     config = ml_collections.ConfigDict()
-    config.experiment = "moving_mnist"
+    config.experiment = "dfn.moving_mnist"
     config.variant = ",".join(tokens)
     config.seed = 0
 

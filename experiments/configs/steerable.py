@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
 
     config = ml_collections.ConfigDict()
-    config.experiment = "steerable"
+    config.experiment = "dfn.steerable"
     config.variant = ",".join(tokens)
     config.seed = 0
 

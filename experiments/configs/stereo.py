@@ -3,7 +3,7 @@ r"""Stereo prediction with a Dynamic Filter Network (De Brabandere et al. 2016, 
 ``--config=experiments/configs/stereo.py[:VARIANT]``; variants:
 
 * ``paper`` (default): the paper's model (464,494 parameters: 1x13 horizontal softmax filters and
-  a dynamic bias, untied biases on the fifth conv; see :mod:`dfn_jax.models.stereo`) with the
+  a dynamic bias, untied biases on the fifth conv; see :mod:`dfn_jax.models.dfn.stereo`) with the
   authors' batch size and learning rate (batch 16, Adam 1e-3 halved every 4,000 steps: orig.
   code), but a CPU-sized number of steps, so that the command finishes in a few minutes on 2 CPU
   cores::
@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     baseline = "baseline" in tokens
 
     config = ml_collections.ConfigDict()
-    config.experiment = "stereo"
+    config.experiment = "dfn.stereo"
     config.variant = ",".join(tokens)
     config.seed = 0
 

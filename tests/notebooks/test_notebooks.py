@@ -10,10 +10,11 @@ import pathlib
 
 import pytest
 
+from tests.helpers import REPO_ROOT
+
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 600
 

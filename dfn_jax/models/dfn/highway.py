@@ -51,7 +51,7 @@ with untied biases at full or half resolution, finds thousands of networks with 
 parameters.
 
 :class:`FilterGenerator` and :class:`UntiedBiasConv` are shared with the stereo model
-(:mod:`dfn_jax.models.stereo`).
+(:mod:`dfn_jax.models.dfn.stereo`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax.models._common import (
+from dfn_jax.models.dfn._common import (
     FilterGenerator,
     _check_generator_fields,
     _check_images,
@@ -74,7 +74,7 @@ from dfn_jax.models._common import (
     dynamic_filter_or_output_conv,
     scan_steps,
 )
-from dfn_jax.models.video_dfn import VideoPrediction
+from dfn_jax.models.dfn.video import VideoPrediction
 
 # ------------------------------------------------------------------------------------------------
 # The highway-driving model

@@ -15,8 +15,8 @@ from dfn_jax.data import textures
 from dfn_jax.models import SteerableDFN, SteerableDFNConfig, count_params
 from dfn_jax.training.validation import ConfigError
 from experiments import main
-from experiments import steerable as steerable_experiment
 from experiments.configs import steerable as st_config
+from experiments.dfn import steerable as steerable_experiment
 
 
 def _correlate(image, kernel):

@@ -1,5 +1,6 @@
-"""Argument checks shared by the ops: every failure is a ``ValueError`` that names the argument,
-the shape or value it got and the one expected, before anything reaches XLA."""
+"""Argument checks shared by ops, layers, models and data: every failure is a ``ValueError``
+that names the argument, the shape or value it got and the one expected, before anything reaches
+XLA."""
 
 from __future__ import annotations
 
@@ -73,3 +74,7 @@ def is_int(value) -> bool:
 def choice(value, options: Sequence[str], *, name: str) -> None:
     if value not in options:
         raise ValueError(f"`{name}` must be one of {tuple(options)}, got {value!r}.")
+
+
+FILTER_IMPLEMENTATIONS = ("fast", "xla", "reference")
+"""Implementations of dynamic local filtering (``ops.dynamic_local_filter(implementation=)``)."""

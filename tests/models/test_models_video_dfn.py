@@ -1,4 +1,4 @@
-"""Tests for dfn_jax.models.video_dfn: the recurrent DFN for Moving MNIST and its baseline."""
+"""Tests for dfn_jax.models.dfn.video: the recurrent DFN for Moving MNIST and its baseline."""
 
 import dataclasses
 

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from dfn_jax._src import checks as _checks
+from dfn_jax._src.checks import FILTER_IMPLEMENTATIONS
 from dfn_jax.layers import AdditiveConvRNNCell, DynamicLocalFilter
-from dfn_jax.ops import _checks
-from dfn_jax.ops._local_filter import IMPLEMENTATIONS as FILTER_IMPLEMENTATIONS
 
 BASELINE_OUTPUTS = ("identity", "sigmoid")
 

@@ -16,12 +16,10 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
-from test_experiment_moving_mnist import tiny_config
-from test_training_faults import TINY_FLAGS
 
 from dfn_jax.training import Checkpointer, Trainer, distributed
 from experiments import main
+from tests.helpers import REPO_ROOT, TINY_FLAGS, tiny_config
 
 STEPS = 3
 JOB_FLAGS = [

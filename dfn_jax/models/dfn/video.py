@@ -47,7 +47,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
-from dfn_jax.models._common import (
+from dfn_jax.models.dfn._common import (
     _check_feature_widths,
     _positive_int,
     apply_output_stage,

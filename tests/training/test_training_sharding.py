@@ -3,11 +3,11 @@
 import jax
 import numpy as np
 import pytest
-from test_experiment_moving_mnist import tiny_config
 
 from dfn_jax.training import Trainer
 from dfn_jax.training.validation import ConfigError
 from experiments import main
+from tests.helpers import tiny_config
 
 
 def _train(num_devices, steps=3):

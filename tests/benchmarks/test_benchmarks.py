@@ -2,13 +2,12 @@
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
 
 
 def run_benchmark(name, *flags):

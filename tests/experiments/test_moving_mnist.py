@@ -9,40 +9,13 @@ import pytest
 from dfn_jax.training import read_metrics
 from experiments import main
 from experiments.configs import moving_mnist as mm_config
-
-
-def tiny_config(**overrides):
-    """The embedded-data config shrunk to seconds: 32x32 frames, 3 in / 3 out, 2 sequences."""
-    config = mm_config.get_config("shapes")
-    config.mesh.data = 1
-    config.batch_size = 2
-    config.num_train_steps = 3
-    config.log_every_steps = 1
-    config.checkpoint_every_steps = 2
-    config.eval_every_steps = 0
-    config.num_eval_sequences = 4
-    config.eval_batch_size = 2
-    config.num_figure_sequences = 1
-    config.data.image_size = 32
-    config.model.encoder_features = (4, 4, 4, 4, 4)
-    config.model.decoder_features = (4, 4, 4, 4)
-    config.model.hidden_features = 4
-    config.model.head_features = 4
-    config.model.num_input_frames = 3
-    config.model.num_output_frames = 3
-    for key, value in overrides.items():
-        target = config
-        *path, last = key.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = value
-    return config
+from tests.helpers import tiny_config
 
 
 def test_variants_parse_and_unknown_variant_fails():
     for arg in ["shapes", "quick", "paper", "baseline", "quick,baseline"]:
         config = mm_config.get_config(arg)
-        assert config.experiment == "moving_mnist"
+        assert config.experiment == "dfn.moving_mnist"
     assert mm_config.get_config("baseline").model.dynamic_filter is False
     assert mm_config.get_config("baseline").learning_rate == 1e-4
     assert mm_config.get_config("paper").batch_size == 16

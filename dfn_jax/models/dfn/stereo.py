@@ -14,7 +14,7 @@ network learns without ever seeing one::
 
 Leaky ReLU (0.01) after every conv but the filter head, Lasagne-style 'same' padding, He-uniform
 kernels with the authors' gain (``init_scale = 1.0``) and zero biases, as in
-:mod:`dfn_jax.models.highway`, whose :class:`~dfn_jax.models.FilterGenerator` this model
+:mod:`dfn_jax.models.dfn.highway`, whose :class:`~dfn_jax.models.FilterGenerator` this model
 uses (feed-forward: no recurrence).
 
 **Baseline** (``dynamic_filter=False``): the 14-channel head feeds a linear 1x1 conv to
@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax.models._common import (
+from dfn_jax.models.dfn._common import (
     FilterGenerator,
     _check_generator_fields,
     _check_images,

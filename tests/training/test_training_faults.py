@@ -8,30 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import REPO_ROOT
-from test_experiment_moving_mnist import tiny_config
 
 from experiments import main
-
-# The tiny config of test_experiment_moving_mnist, as command-line overrides.
-TINY_FLAGS = [
-    "--config=experiments/configs/moving_mnist.py:shapes",
-    "--config.mesh.data=1",
-    "--config.batch_size=2",
-    "--config.log_every_steps=1",
-    "--config.checkpoint_every_steps=1",
-    "--config.eval_every_steps=0",
-    "--config.num_eval_sequences=4",
-    "--config.eval_batch_size=2",
-    "--config.num_figure_sequences=1",
-    "--config.data.image_size=32",
-    "--config.model.encoder_features=(4,4,4,4,4)",
-    "--config.model.decoder_features=(4,4,4,4)",
-    "--config.model.hidden_features=4",
-    "--config.model.head_features=4",
-    "--config.model.num_input_frames=3",
-    "--config.model.num_output_frames=3",
-]
+from tests.helpers import REPO_ROOT, TINY_FLAGS, tiny_config
 
 
 def _command(workdir, steps):

@@ -1,0 +1,57 @@
+"""Helpers shared by the test modules (no test module imports another): the repository root and
+the Moving MNIST experiment shrunk to seconds, as a config and as command-line flags."""
+
+import pathlib
+
+from experiments.configs import moving_mnist as mm_config
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+    """The embedded-data config shrunk to seconds: 32x32 frames, 3 in / 3 out, 2 sequences."""
+    config = mm_config.get_config("shapes")
+    config.mesh.data = 1
+    config.batch_size = 2
+    config.num_train_steps = 3
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 2
+    config.eval_every_steps = 0
+    config.num_eval_sequences = 4
+    config.eval_batch_size = 2
+    config.num_figure_sequences = 1
+    config.data.image_size = 32
+    config.model.encoder_features = (4, 4, 4, 4, 4)
+    config.model.decoder_features = (4, 4, 4, 4)
+    config.model.hidden_features = 4
+    config.model.head_features = 4
+    config.model.num_input_frames = 3
+    config.model.num_output_frames = 3
+    for key, value in overrides.items():
+        target = config
+        *path, last = key.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = value
+    return config
+
+
+# tiny_config as command-line overrides (for subprocess runs of experiments.main).
+TINY_FLAGS = [
+    "--config=experiments/configs/moving_mnist.py:shapes",
+    "--config.mesh.data=1",
+    "--config.batch_size=2",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=1",
+    "--config.eval_every_steps=0",
+    "--config.num_eval_sequences=4",
+    "--config.eval_batch_size=2",
+    "--config.num_figure_sequences=1",
+    "--config.data.image_size=32",
+    "--config.model.encoder_features=(4,4,4,4,4)",
+    "--config.model.decoder_features=(4,4,4,4)",
+    "--config.model.hidden_features=4",
+    "--config.model.head_features=4",
+    "--config.model.num_input_frames=3",
+    "--config.model.num_output_frames=3",
+]
