@@ -37,28 +37,9 @@ log = logging.getLogger(__name__)
 STANDIN = "procedural stand-in"
 
 
-def resolve_unroll(unroll):
-    """``"auto"``: a fully unrolled scan on CPU (convolution gradients inside a rolled
-    ``lax.scan`` are much slower there, jax issue 12868), a rolled one elsewhere. Strings from
-    the command line (``--config.model.unroll=1``, ``=true``) become an int or a bool."""
-    if unroll == "auto":
-        return True if jax.default_backend() == "cpu" else 1
-    if isinstance(unroll, str):
-        text = unroll.strip().lower()
-        if text in ("true", "false"):
-            return text == "true"
-        if text.isdigit():
-            return int(text)
-        raise ValueError(f"`model.unroll` must be 'auto', true/false or an int, got {unroll!r}.")
-    return unroll
-
-
 def model_config(config) -> HighwayDFNConfig:
     """``config.model`` (plus ``data.image_size``) as a :class:`HighwayDFNConfig`."""
-    unroll = resolve_unroll(config.model.get("unroll", "auto"))
-    return dataclass_from_config(
-        HighwayDFNConfig, config.model, unroll=unroll, image_size=config.data.image_size
-    )
+    return dataclass_from_config(HighwayDFNConfig, config.model, image_size=config.data.image_size)
 
 
 class HighwayDriving(Experiment):

@@ -25,17 +25,8 @@ from dfn_jax.training.experiment import dataclass_from_config
 SOURCES = ("mnist", "shapes")
 
 
-def resolve_unroll(unroll):
-    """``"auto"``: full unrolling on CPU, where convolution gradients inside a rolled ``lax.scan``
-    are 10-40x slower (jax issue 12868); a rolled loop elsewhere. Otherwise passed through."""
-    if unroll == "auto":
-        return True if jax.default_backend() == "cpu" else 1
-    return unroll
-
-
 def model_config(config) -> VideoDFNConfig:
-    unroll = resolve_unroll(config.model.get("unroll", "auto"))
-    return dataclass_from_config(VideoDFNConfig, config.model, unroll=unroll)
+    return dataclass_from_config(VideoDFNConfig, config.model)
 
 
 class MovingMNIST(Experiment):

@@ -1,6 +1,6 @@
 """Building blocks shared by the video, highway and stereo DFN models.
 
-The time-loop helper, nearest-neighbour upsampling, the filter-generating encoder-decoder with
+Nearest-neighbour upsampling, the filter-generating encoder-decoder with
 untied biases, and the argument checks those models share. Private to :mod:`dfn_jax.models`;
 ``FilterGenerator`` and ``UntiedBiasConv`` are re-exported there.
 """
@@ -12,7 +12,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from dfn_jax._src import checks as _checks
@@ -25,33 +24,6 @@ BASELINE_OUTPUTS = ("identity", "sigmoid")
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     """``[B, h, w, C] -> [B, 2h, 2w, C]`` by repeating every pixel into a 2x2 block."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def scan_steps(step, init, xs, length: int, unroll: int | bool, remat: bool = False):
-    """``jax.lax.scan``, except that a single step is called directly.
-
-    ``lax.scan`` turns ``unroll=True`` into ``unroll=length``, so a length-1 scan stays a rolled
-    while loop, where XLA:CPU runs convolution gradients on its slow path (jax issue 12868).
-
-    ``remat=True`` wraps the step in ``jax.checkpoint``: the backward pass keeps only each step's
-    carry and outputs and recomputes the step's activations, trading about one more forward pass
-    for activation memory that no longer grows with the number of steps times the layer count.
-    """
-    if remat:
-        step = jax.checkpoint(step)
-    if length != 1:
-        return jax.lax.scan(step, init, xs, length=length, unroll=unroll)
-    carry, ys = step(init, None if xs is None else jax.tree.map(lambda x: x[0], xs))
-    return carry, jax.tree.map(lambda y: y[None], ys)
-
-
-def check_time_loop_fields(cfg) -> None:
-    """Checks the ``unroll`` and ``remat`` fields of a recurrent model's config."""
-    unroll = cfg.unroll
-    if not isinstance(unroll, bool) and (not isinstance(unroll, (int, np.integer)) or unroll < 1):
-        raise ValueError(f"`unroll` must be True/False or an int >= 1, got {unroll!r}.")
-    if not isinstance(cfg.remat, (bool, np.bool_)):
-        raise ValueError(f"`remat` must be True or False, got {cfg.remat!r}.")
 
 
 def _leaky(x: jax.Array, slope: float) -> jax.Array:

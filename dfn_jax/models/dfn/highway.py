@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dfn_jax.layers.rollout import check_time_loop_fields, scan_steps
 from dfn_jax.models.dfn._common import (
     FilterGenerator,
     _check_generator_fields,
@@ -70,9 +71,7 @@ from dfn_jax.models.dfn._common import (
     _is_int,
     _positive_int,
     apply_output_stage,
-    check_time_loop_fields,
     dynamic_filter_or_output_conv,
-    scan_steps,
 )
 from dfn_jax.models.dfn.video import VideoPrediction
 
@@ -102,7 +101,8 @@ class HighwayDFNConfig:
         ``None``.
       image_size: frame side (64); the untied biases are made for it.
       channels: frame channels (1, grayscale).
-      unroll: passed to ``jax.lax.scan`` (``1`` rolled, ``True`` fully unrolled).
+      unroll: ``jax.lax.scan``'s unroll (``1`` rolled, ``True`` fully unrolled, ``"auto"`` fully
+        unrolled on CPU only; see :func:`dfn_jax.layers.rollout.resolve_unroll`).
       remat: rematerialise each recurrent step in the backward pass (``jax.checkpoint``): less
         activation memory, about one more forward pass of compute.
       dtype, param_dtype: computation and parameter dtypes; the softmax, the filtering and the
@@ -130,7 +130,7 @@ class HighwayDFNConfig:
     untied_bias_layer: int | None = 0
     image_size: int = 64
     channels: int = 1
-    unroll: int | bool = 1
+    unroll: int | bool | str = 1
     remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32

@@ -47,14 +47,13 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
+from dfn_jax.layers.rollout import check_time_loop_fields, scan_steps
 from dfn_jax.models.dfn._common import (
     _check_feature_widths,
     _positive_int,
     apply_output_stage,
     check_output_fields,
-    check_time_loop_fields,
     dynamic_filter_or_output_conv,
-    scan_steps,
     upsample_nearest_2x,
 )
 
@@ -83,7 +82,8 @@ class VideoDFNConfig:
       num_output_frames: frames predicted (10).
       teacher_forcing: if ``True``, steps after the first prediction read the true frames instead
         of the model's own previous predictions.
-      unroll: passed to ``jax.lax.scan`` (``1`` = rolled loop, ``True`` = fully unrolled).
+      unroll: ``jax.lax.scan``'s unroll (``1`` = rolled loop, ``True`` = fully unrolled, ``"auto"``
+        = fully unrolled on CPU only; see :func:`dfn_jax.layers.rollout.resolve_unroll`).
       remat: rematerialise each recurrent step in the backward pass (``jax.checkpoint``): less
         activation memory, about one more forward pass of compute.
       channels: frame channels ``C``.
@@ -110,7 +110,7 @@ class VideoDFNConfig:
     num_input_frames: int = 10
     num_output_frames: int = 10
     teacher_forcing: bool = False
-    unroll: int | bool = 1
+    unroll: int | bool | str = 1
     remat: bool = False
     channels: int = 1
     dtype: Any = jnp.float32
