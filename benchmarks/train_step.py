@@ -196,15 +196,18 @@ def bench_train(trainer, batch, args) -> tuple[dict, dict]:
     res["losses"] = losses
     add_rates(res, batch.shape[0])
     res["device_peak_bytes_in_use"] = device_peak_bytes()
-    return res, state["params"]
+    return res, state
 
 
-def bench_eval(trainer, params, batch, args) -> dict:
-    res, compiled = lower_and_compile(trainer.eval_step, params, batch)
+def bench_eval(trainer, state, batch, args) -> dict:
+    params, model_state = state["params"], state["model_state"]
+    res, compiled = lower_and_compile(trainer.eval_step, params, model_state, batch)
     print(f"  eval: lower+compile {res['lower_compile_s']:.1f} s", file=sys.stderr)
     res["memory"] = memory_of(compiled)
     res.update(costs_of(compiled))
-    res.update(median_time(compiled, params, batch, runs=args.runs, warmup=args.warmup))
+    res.update(
+        median_time(compiled, params, model_state, batch, runs=args.runs, warmup=args.warmup)
+    )
     print(f"  eval step: {res['median_s']:.2f} s (median)", file=sys.stderr)
     add_rates(res, batch.shape[0])
     res["device_peak_bytes_in_use"] = device_peak_bytes()
@@ -221,13 +224,13 @@ def bench_setting(args, setting) -> tuple[dict, object]:
         "num_params": trainer.num_params,
         "batch_shape": list(train_batch.shape),
     }
-    record["train"], params = bench_train(trainer, train_batch, args)
+    record["train"], state = bench_train(trainer, train_batch, args)
     if args.eval_batch == 0 or args.compile_only:
         record["eval"] = {"skipped": "--compile-only" if args.compile_only else "--eval-batch 0"}
     else:
         eval_batch = trainer.shard_batch(synthetic_batch(1, config.eval_batch_size, experiment))
         record["eval_batch_shape"] = list(eval_batch.shape)
-        record["eval"] = bench_eval(trainer, params, eval_batch, args)
+        record["eval"] = bench_eval(trainer, state, eval_batch, args)
     record["host_peak_rss_bytes"] = host_peak_rss_bytes()
     return record, config
 

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from dfn_jax.training.metric_writer import read_metrics
-
 
 def _subplots(nrows, ncols, figsize):
     fig = Figure(figsize=figsize)
@@ -83,9 +81,10 @@ def flow_legend(size: int = 64) -> np.ndarray:
     return rgb
 
 
-def plot_loss_curves(workdir: pathlib.Path, path: pathlib.Path) -> pathlib.Path | None:
-    """Training loss (and evaluation metrics, when logged) against step from metrics.jsonl."""
-    records = read_metrics(workdir)
+def plot_loss_curves(records: Sequence[dict], path: pathlib.Path) -> pathlib.Path | None:
+    """Training loss (and evaluation metrics, when logged) against step, from metric records
+    (dicts with ``step``, ``train/loss`` and ``eval/...`` keys: the lines of ``metrics.jsonl``,
+    ``dfn_jax.training.read_metrics(workdir)``); ``None`` when there is no training loss."""
     train = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
     if not train:
         return None

@@ -2,8 +2,10 @@
 
 ``CONFIG`` is a file in ``experiments/configs/`` whose ``get_config(arg)`` returns an
 ``ml_collections.ConfigDict``; ``--config.key=value`` overrides any field. ``config.experiment``
-names the module in ``experiments/`` that binds model, data and loss. Re-running the same command
-resumes from the latest checkpoint in ``DIR``.
+names the module that binds model, data and loss: ``experiments/<family>/<name>.py`` as
+``"<family>.<name>"`` (e.g. ``"dfn.moving_mnist"``), or any importable module path (a fork in
+your own package). The module's ``EXPERIMENT`` is the :class:`dfn_jax.training.Experiment`
+subclass. Re-running the same command resumes from the latest checkpoint in ``DIR``.
 
 Multi-host: start the same command once per process, adding ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I`` (or the environment variables ``JAX_COORDINATOR_ADDRESS``,
@@ -43,10 +45,25 @@ _PROCESS_ID = flags.DEFINE_integer(
 )
 
 
+def experiment_module(name: str):
+    """The binding module ``experiments.<name>``, else the module ``name`` itself."""
+    try:
+        return importlib.import_module(f"experiments.{name}")
+    except ModuleNotFoundError as e:
+        if not f"experiments.{name}".startswith(e.name or "\0"):
+            raise  # the module exists but one of its own imports is missing
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"`experiment` {name!r} names no module: neither experiments.{name} nor {name} "
+            "can be imported."
+        ) from e
+
+
 def make_experiment(config) -> training.Experiment:
-    """Instantiates the experiment named by ``config.experiment`` (a module in experiments/)."""
-    module = importlib.import_module(f"experiments.{config.experiment}")
-    return module.EXPERIMENT(config)
+    """Instantiates the experiment named by ``config.experiment`` (see the module docstring)."""
+    return experiment_module(config.experiment).EXPERIMENT(config)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

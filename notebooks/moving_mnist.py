@@ -253,7 +253,8 @@ print("in the work directory:", sorted(p.name for p in pathlib.Path(WORKDIR).ite
 # session (with the config the run was trained with): build a `Trainer` for the experiment, which
 # makes the model and a train state of the right structure, restore the checkpoint into that
 # template, and bind the restored parameters to the model. The train state is a plain dict with
-# `step`, `params`, `opt_state` (Adam's moments) and `train_time_s`.
+# `step`, `params`, `model_state` (the model's other variables), `opt_state` (Adam's moments),
+# `carry`, `key` and `train_time_s`.
 
 # %%
 trainer = Trainer(make_experiment(config))
@@ -262,7 +263,7 @@ step = checkpointer.latest_step()
 print("checkpoints at steps", checkpointer.all_steps(), "-> restoring step", step)
 state = checkpointer.restore(step, trainer.init_state())
 checkpointer.close()
-model = trainer.bind(state["params"])  # a VideoDFN (an nnx.Module) holding the trained weights
+model = trainer.bind(state["params"], state["model_state"])  # a VideoDFN (an nnx.Module) holding the trained weights
 print(
     type(model).__name__,
     f"restored at step {int(state['step'])}, {trainer.num_params:,} parameters",

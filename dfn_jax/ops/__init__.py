@@ -14,6 +14,7 @@ from dfn_jax.ops._metrics import (
     psnr,
     squared_error_per_frame,
     ssim,
+    ssim_openstl,
     target_entropy_per_frame,
 )
 from dfn_jax.ops._steerable import gaussian_derivative_filters, steered_filter
@@ -31,6 +32,7 @@ __all__ = [
     "psnr",
     "squared_error_per_frame",
     "ssim",
+    "ssim_openstl",
     "steered_filter",
     "tap_offsets",
     "target_entropy_per_frame",

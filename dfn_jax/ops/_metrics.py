@@ -16,12 +16,22 @@ How the numbers compare with the literature:
   predicted frames and the test set. Its lower bound for grey-level targets is their own entropy,
   :func:`target_entropy_per_frame` (86.3 nats on the Moving MNIST test set).
 * OpenSTL's "MSE" and "MAE" per frame are sums over the 4096 pixels of a 64x64 frame in
-  ``[0, 1]``: :func:`squared_error_per_frame` and :func:`absolute_error_per_frame`. Its SSIM is
-  the Gaussian-window SSIM of Wang et al. 2004: :func:`ssim`.
+  ``[0, 1]``: :func:`squared_error_per_frame` and :func:`absolute_error_per_frame`; its PSNR is
+  :func:`psnr` (``20 log10(1 / sqrt(mean squared error))`` per frame). Its SSIM is scikit-image's
+  with <= 0.19 defaults (7x7 uniform window, sample covariance, data range 2):
+  :func:`ssim_openstl`, higher than :func:`ssim` on the same frames.
+* :func:`ssim` is Wang et al. 2004's SSIM with the Gaussian window (11 taps, sigma 1.5, data
+  range 1) of their paper, of ``dm_pix.ssim`` and of ``tf.image.ssim``.
+
+:func:`psnr` and :func:`ssim` call dm_pix; :func:`ssim_openstl` is written here because dm_pix has
+no sample-covariance option.
 """
 
 from __future__ import annotations
 
+import math
+
+import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,11 +116,13 @@ def absolute_error_per_frame(predictions: jax.Array, targets: jax.Array) -> jax.
 
 
 def psnr(predictions: jax.Array, targets: jax.Array, *, max_value: float = 1.0) -> jax.Array:
-    """Peak signal-to-noise ratio per frame in decibels.
+    """Peak signal-to-noise ratio per frame in decibels, via ``dm_pix.psnr``.
 
-    ``10 log10(max_value^2 / mse)`` with ``mse`` the *mean* squared error over ``H, W, C``.
-    Not clamped: a frame predicted exactly (``mse == 0``) gives ``+inf``, as in scikit-image and
-    dm_pix, so averaging over frames makes that visible instead of hiding it behind a cap.
+    ``10 log10(max_value^2 / mse)`` with ``mse`` the *mean* squared error over ``H, W, C``. With
+    the default ``max_value = 1`` and frames in ``[0, 1]`` this is OpenSTL's per-frame PSNR,
+    ``20 log10(1 / sqrt(mse))``. Not clamped: a frame predicted exactly (``mse == 0``) gives
+    ``+inf``, as in scikit-image, dm_pix and OpenSTL, so averaging over frames makes that visible
+    instead of hiding it behind a cap.
 
     Args:
       predictions: ``[..., H, W, C]``.
@@ -122,8 +134,11 @@ def psnr(predictions: jax.Array, targets: jax.Array, *, max_value: float = 1.0) 
     """
     p, t = _frame_pair(predictions, targets)
     max_value = _real(max_value, name="max_value", low=0.0)
-    mse = jnp.mean(jnp.square(p - t), axis=_FRAME_AXES)
-    return 20.0 * np.log10(max_value) - 10.0 * jnp.log10(mse)
+    *lead, h, w, c = p.shape
+    # dm_pix.psnr assumes a data range of 1 and takes [H, W, C] or [N, H, W, C].
+    values = dm_pix.psnr(p.reshape(-1, h, w, c), t.reshape(-1, h, w, c))
+    offset = 20.0 * math.log10(max_value)  # a Python float: keeps the frames' dtype
+    return (values + offset).astype(p.dtype).reshape(lead)
 
 
 def ssim(
@@ -136,7 +151,7 @@ def ssim(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> jax.Array:
-    """Structural similarity per frame (Wang, Bovik, Sheikh, Simoncelli 2004).
+    """Structural similarity per frame (Wang, Bovik, Sheikh, Simoncelli 2004), via ``dm_pix.ssim``.
 
     Local means, variances and the covariance are taken under a normalised ``filter_size`` x
     ``filter_size`` Gaussian window (``'valid'`` positions only, population statistics), each
@@ -145,9 +160,14 @@ def ssim(
     ``((2 mu_p mu_t + C1)(2 s_pt + C2)) / ((mu_p^2 + mu_t^2 + C1)(s_p^2 + s_t^2 + C2))``
 
     with ``C1 = (k1 max_value)^2`` and ``C2 = (k2 max_value)^2`` is averaged over positions and
-    channels. The defaults give the same values as ``dm_pix.ssim`` and as
+    channels. The defaults (11 taps, sigma 1.5, data range 1) give the same values as
     ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=1.0)``.
+    use_sample_covariance=False, data_range=1.0)``. This is *not* the SSIM of OpenSTL's tables:
+    compare those with :func:`ssim_openstl`.
+
+    dm_pix forms the local variances as ``E[x^2] - E[x]^2`` without removing the mean first: in
+    float32 that is good to ~1e-6 on mostly dark frames (Moving MNIST) but cancels on bright,
+    low-contrast ones, where the result can be off by up to ~1e-4.
 
     Args:
       predictions: ``[..., H, W, C]`` with ``H, W >= filter_size``.
@@ -170,41 +190,102 @@ def ssim(
         raise ValueError(f"`filter_size` must be a positive odd int, got {filter_size!r}.")
     filter_size = int(filter_size)
     *lead, h, w, c = p.shape
-    if h < filter_size or w < filter_size:
-        raise ValueError(
-            f"`predictions` and `targets` frames must be at least filter_size x filter_size = "
-            f"{filter_size} x {filter_size} for 'valid' filtering, got shape {tuple(p.shape)}."
-        )
+    window = f"filter_size x filter_size = {filter_size} x {filter_size}"
+    _check_window(p.shape, filter_size, window=window)
+    values = dm_pix.ssim(
+        p.reshape(-1, h, w, c),
+        t.reshape(-1, h, w, c),
+        max_val=max_value,
+        filter_size=filter_size,
+        filter_sigma=filter_sigma,
+        k1=k1,
+        k2=k2,
+        precision=lax.Precision.HIGHEST,
+    )
+    # dm_pix builds its window with the default float dtype (float64 under jax_enable_x64).
+    return values.astype(p.dtype).reshape(lead)
 
+
+_OPENSTL_WINDOW = 7
+_OPENSTL_DATA_RANGE = 2.0
+
+
+def ssim_openstl(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """SSIM per frame exactly as OpenSTL's tables compute it (scikit-image <= 0.19 defaults).
+
+    OpenSTL clips the predictions to ``[0, 1]``, calls
+    ``skimage.metrics.structural_similarity(pred, true, multichannel=True)`` on each float frame
+    (``[W, H, C]``: transposed, which changes nothing here) and averages over frames and
+    sequences. With scikit-image <= 0.19 defaults that is Wang et al.'s SSIM map with
+
+    * a 7 x 7 *uniform* window (not a Gaussian one),
+    * *sample* (co)variances: the window's population statistics times ``N / (N - 1)``,
+      ``N = 49``,
+    * a data range of 2 (skimage's dtype range for floats is ``[-1, 1]``), so
+      ``C1 = (0.01 * 2)^2`` and ``C2 = (0.03 * 2)^2``,
+
+    averaged over the ``'valid'`` positions (skimage crops the 3-pixel border) and over channels
+    (``multichannel`` / ``channel_axis``). It equals ``structural_similarity(p, t, win_size=7,
+    data_range=2, use_sample_covariance=True, gaussian_weights=False, channel_axis=-1)`` per frame.
+    It is higher than :func:`ssim` on the same frames (on blurred, shifted digit-like frames the
+    box window and the four times larger ``C1``, ``C2`` each add about 0.025; the sample
+    covariance hardly matters), so an OpenSTL number must be compared with this, not with
+    :func:`ssim`.
+
+    Hand-written rather than via ``dm_pix.ssim``: dm_pix has no sample-covariance option, and
+    its ``filter_fn`` hook (which could give the box window) cannot apply the ``N / (N - 1)``
+    factor, which scales the variances but not the means.
+
+    Args:
+      predictions: ``[..., H, W, C]`` in ``[0, 1]`` with ``H, W >= 7``.
+      targets: ``[..., H, W, C]`` in ``[0, 1]``.
+
+    Returns:
+      ``[...]`` SSIM, 1 where the frames are identical.
+    """
+    p, t = _frame_pair(predictions, targets)
+    size = _OPENSTL_WINDOW
+    *lead, h, w, c = p.shape
+    _check_window(p.shape, size, window=f"{size} x {size} (OpenSTL's SSIM window)")
     p = p.reshape(-1, h, w, c)
     t = t.reshape(-1, h, w, c)
     # (Co)variances are shift-invariant: removing each target frame's mean first makes
     # E[x^2] - E[x]^2 cancel far less in float32 (exactly 0 for constant frames).
     shift = jnp.mean(t, axis=(1, 2), keepdims=True)
     p, t = p - shift, t - shift
-    # All five local moments in one batch of depthwise convolutions: [5 * N, H', W', C].
+    # All five local moments in one batch of depthwise box filters: [5 * N, H - 6, W - 6, C].
     moments = jnp.concatenate([p, t, p * p, t * t, p * t], axis=0)
-    mu_p, mu_t, e_pp, e_tt, e_pt = jnp.split(_gaussian_blur(moments, filter_size, filter_sigma), 5)
-    var_p = e_pp - mu_p * mu_p
-    var_t = e_tt - mu_t * mu_t
-    cov = e_pt - mu_p * mu_t
+    mu_p, mu_t, e_pp, e_tt, e_pt = jnp.split(_box_mean(moments, size), 5)
+    n = size * size
+    sample = n / (n - 1)
+    var_p = sample * (e_pp - mu_p * mu_p)
+    var_t = sample * (e_tt - mu_t * mu_t)
+    cov = sample * (e_pt - mu_p * mu_t)
     mu_p, mu_t = mu_p + shift, mu_t + shift
-    c1 = (k1 * max_value) ** 2
-    c2 = (k2 * max_value) ** 2
+    c1 = (0.01 * _OPENSTL_DATA_RANGE) ** 2
+    c2 = (0.03 * _OPENSTL_DATA_RANGE) ** 2
     numerator = (2.0 * mu_p * mu_t + c1) * (2.0 * cov + c2)
     denominator = (mu_p * mu_p + mu_t * mu_t + c1) * (var_p + var_t + c2)
     return jnp.mean(numerator / denominator, axis=_FRAME_AXES).reshape(lead)
 
 
-def _gaussian_blur(x: jax.Array, size: int, sigma: float) -> jax.Array:
-    """Separable normalised Gaussian filter of ``[N, H, W, C]``, per channel, 'valid' padding."""
-    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-0.5 * (offsets / sigma) ** 2)
-    g = jnp.asarray(g / g.sum(), dtype=x.dtype)
+def _check_window(shape: tuple[int, ...], size: int, *, window: str) -> None:
+    """Frames ``[..., H, W, C]`` must hold a ``size`` x ``size`` window, described by ``window``."""
+    h, w = shape[-3], shape[-2]
+    if h < size or w < size:
+        raise ValueError(
+            f"`predictions` and `targets` frames must be at least {window} for 'valid' "
+            f"filtering, got shape {tuple(shape)}."
+        )
+
+
+def _box_mean(x: jax.Array, size: int) -> jax.Array:
+    """Separable ``size`` x ``size`` mean filter of ``[N, H, W, C]``, per channel, 'valid'."""
     c = x.shape[-1]
+    taps = jnp.full((size,), 1.0 / size, dtype=x.dtype)
     # Depthwise HWIO kernels: one input channel per group, the same taps for every channel.
-    rows = jnp.broadcast_to(g.reshape(size, 1, 1, 1), (size, 1, 1, c))
-    cols = jnp.broadcast_to(g.reshape(1, size, 1, 1), (1, size, 1, c))
+    rows = jnp.broadcast_to(taps.reshape(size, 1, 1, 1), (size, 1, 1, c))
+    cols = jnp.broadcast_to(taps.reshape(1, size, 1, 1), (1, size, 1, c))
     for kernel in (rows, cols):
         x = lax.conv_general_dilated(
             x,

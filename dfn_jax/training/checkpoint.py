@@ -1,7 +1,10 @@
 """The one place that talks to Orbax: save and restore the train state pytree.
 
 Kept small on purpose so that a move to Orbax's v1 API touches this file only. The train state is
-a plain pytree (``{"step", "params", "opt_state"}`` of arrays), saved with ``StandardSave``.
+a plain pytree (a dict of arrays: ``step``, ``params``, ``model_state``, ``opt_state``, ``carry``,
+``key``, ``train_time_s``), saved with ``StandardSave``. Checkpoints written before a top-level
+entry existed (those of dfn_jax before ``model_state``, ``carry`` and ``key`` were added) restore
+what they hold; the missing entries keep the template's (initial) values, and a log line says so.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -42,8 +47,29 @@ class Checkpointer:
     def restore(self, step: int, template: Any) -> Any:
         """Restores the checkpoint at ``step`` into the structure, dtypes and shardings of
         ``template`` (a pytree of arrays or ``jax.ShapeDtypeStruct``)."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        missing = self._missing_entries(step, template)
+        held = {k: v for k, v in template.items() if k not in missing} if missing else template
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, held)
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        if missing:
+            log.info(
+                "Checkpoint %s predates the state entries %s; they start from their initial "
+                "values.",
+                self.directory / str(step),
+                missing,
+            )
+            restored = {**template, **restored}
+        return restored
+
+    def _missing_entries(self, step: int, template: Any) -> list[str]:
+        """Top-level entries of a dict ``template`` that the checkpoint at ``step`` lacks."""
+        if not isinstance(template, dict):
+            return []
+        metadata = self._manager.item_metadata(step)
+        tree = getattr(metadata, "tree", metadata)
+        if not isinstance(tree, dict):
+            return []
+        return sorted(set(template) - set(tree))
 
     def restore_latest(self, template: Any) -> tuple[int | None, Any]:
         """Restores the newest checkpoint that loads; returns ``(step, state)``, or

@@ -2,37 +2,35 @@
 
 An experiment binds a model, its data and its loss; the trainer owns everything else (optimiser,
 jitted steps, sharding, checkpoints, logging, evaluation loop, ``results.json``). Subclass
-:class:`Experiment` and implement the abstract methods; see ``experiments/dfn/moving_mnist.py``.
+:class:`Experiment` and implement the abstract methods (``build_model``, ``train_batch``,
+``loss``, ``eval_batches``, ``eval_sums``); the other hooks have defaults:
+
+* ``init_carry`` / ``carried_loss``: state carried from one step to the next (a language
+  model's hidden state across consecutive segments, a learned optimiser's inner problem);
+* ``make_optimizer`` / ``learning_rate_schedule``: the config's (``dfn_jax.training.optim``)
+  unless the experiment brings its own ``optax.GradientTransformation``;
+* ``write_figures``, ``describe``, ``config_problems``.
+
+See ``experiments/dfn/moving_mnist.py`` for a paper experiment and ``tests/toy_experiment.py``
+for the smallest complete one.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from dfn_jax.training import optim
 
 PyTree = Any
-
-
-def dataclass_from_config(cls, section, **overrides):
-    """Builds the config dataclass ``cls`` (e.g. a model's) from a ``ConfigDict`` section.
-
-    Unknown keys are an error (a typo in a forked config must not be silently ignored); lists
-    become tuples; ``overrides`` replace values after conversion.
-    """
-    fields = {f.name for f in dataclasses.fields(cls)}
-    values = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} for {cls.__name__}; it has {sorted(fields)}.")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**{**values, **overrides})
 
 
 class Experiment(abc.ABC):
@@ -43,6 +41,9 @@ class Experiment(abc.ABC):
     #: reported as unknown before training starts; ``None`` leaves that level unchecked.
     config_keys: frozenset[str] | None = None
     data_keys: frozenset[str] | None = None
+    #: How every leaf of the carry is laid out on the device mesh: ``P()`` replicated (a
+    #: counter, an inner problem), ``P("data")`` sharded on its leading batch axis (hidden states).
+    carry_spec: P = P()
 
     def __init__(self, config):
         self.config = config
@@ -64,8 +65,39 @@ class Experiment(abc.ABC):
         """
 
     @abc.abstractmethod
-    def loss(self, model: nnx.Module, batch: PyTree) -> tuple[jax.Array, Mapping[str, jax.Array]]:
-        """Scalar training loss and a dict of scalar metrics to log (traced under ``jit``)."""
+    def loss(
+        self, model: nnx.Module, batch: PyTree, key: jax.Array
+    ) -> tuple[jax.Array, Mapping[str, jax.Array]]:
+        """Scalar training loss and a dict of scalar metrics to log (traced under ``jit``).
+
+        ``key``: this step's PRNG key, ``fold_in(train key, step)``, for dropout masks, crops or
+        episodes drawn on device (a resumed run draws what an uninterrupted one would). Modules
+        that keep their own ``nnx.Rngs`` (``nnx.Dropout(rate, rngs=...)``) also get fresh draws
+        every step: the trainer carries every model variable, RNG counts included.
+        """
+
+    def init_carry(self) -> PyTree:
+        """The carry before the first step (default: nothing, ``{}``); a pytree of arrays that
+        the trainer keeps in its state, checkpoints and hands to :meth:`carried_loss`."""
+        return {}
+
+    def carried_loss(
+        self, model: nnx.Module, batch: PyTree, key: jax.Array, carry: PyTree
+    ) -> tuple[jax.Array, Mapping[str, jax.Array], PyTree]:
+        """``(loss, metrics, new_carry)``: what the trainer differentiates. The default is
+        :meth:`loss` with the carry passed through; experiments with a carry override this.
+        The new carry is not differentiated through (truncated backpropagation)."""
+        loss, metrics = self.loss(model, batch, key)
+        return loss, metrics, carry
+
+    def learning_rate_schedule(self) -> optax.Schedule:
+        """The learning rate per step (logged); default: the config's (``lr_schedule``)."""
+        return optim.learning_rate_schedule(self.config)
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        """The optimiser the trainer applies; default: the config's (``optimizer.name``) with
+        :meth:`learning_rate_schedule`. Override to bring any ``optax.GradientTransformation``."""
+        return optim.make_optimizer(self.config, self.learning_rate_schedule())
 
     @abc.abstractmethod
     def eval_batches(self, rows: np.ndarray | None = None) -> Iterable[PyTree]:
@@ -93,10 +125,13 @@ class Experiment(abc.ABC):
 
     @abc.abstractmethod
     def eval_sums(self, model: nnx.Module, batch: PyTree) -> Mapping[str, jax.Array]:
-        """Per-batch sums of every evaluation metric plus ``"count"`` (examples in the batch).
+        """Per-batch sums of every evaluation metric plus ``"count"``.
 
         The trainer adds these over the evaluation set and divides each by the total count, so
-        metrics come out as means per example (arrays, e.g. per prediction horizon, are fine).
+        metrics come out as means per counted unit: per example when ``count`` is the number of
+        examples in the batch, per episode when a batch holds episodes and ``count`` counts them
+        (arrays, e.g. per prediction horizon, are fine). The model is in evaluation mode
+        (``model.eval()``: dropout off, batch statistics frozen).
         """
 
     def config_problems(self) -> list[str]:

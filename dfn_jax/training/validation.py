@@ -9,37 +9,22 @@ import difflib
 
 import jax
 
+from dfn_jax.training.config import OPTIMIZER_DEFAULTS, base_config
+from dfn_jax.training.optim import optimizer_problems
+
 
 class ConfigError(ValueError):
     """A configuration with one or more problems; the message lists each on its own line."""
 
 
-# Every top-level key the trainer and the Experiment base class read (``model`` and ``data``
-# belong to the experiment).
-TRAINER_KEYS = frozenset(
-    {
-        "experiment",
-        "variant",
-        "seed",
-        "batch_size",
-        "learning_rate",
-        "lr_halve_every_steps",
-        "grad_clip_norm",
-        "num_train_steps",
-        "log_every_steps",
-        "eval_every_steps",
-        "checkpoint_every_steps",
-        "checkpoints_to_keep",
-        "eval_batch_size",  # read by Experiment.eval_batch_size, checked against the devices
-        "mesh",
-        "model",
-        "data",
-    }
-)
+# Every top-level key the trainer and the Experiment base class read: the default block every
+# config file starts from (``model`` and ``data`` belong to the experiment).
+TRAINER_KEYS = frozenset(base_config(experiment="").keys())
+OPTIMIZER_KEYS = frozenset(OPTIMIZER_DEFAULTS)
 MESH_KEYS = frozenset({"data"})
 
 POSITIVE_INTS = ("batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps")
-NON_NEGATIVE_INTS = ("eval_every_steps", "lr_halve_every_steps")
+NON_NEGATIVE_INTS = ("eval_every_steps", "lr_halve_every_steps", "lr_warmup_steps")
 
 
 def trainer_problems(config) -> list[str]:
@@ -53,9 +38,7 @@ def trainer_problems(config) -> list[str]:
         value = config.get(name, 0)
         if not isinstance(value, int) or value < 0:
             problems.append(f"`{name}` must be a non-negative integer, got {value!r}.")
-    lr = config.get("learning_rate")
-    if not isinstance(lr, (int, float)) or not lr > 0:
-        problems.append(f"`learning_rate` must be a positive number, got {lr!r}.")
+    problems += optimizer_problems(config)
     devices = config.get("mesh", {}).get("data", -1)
     available = jax.device_count()
     n = available if devices in (0, -1) else devices
@@ -81,6 +64,7 @@ def unknown_key_problems(config, experiment_keys=None, data_keys=None) -> list[s
     """
     levels = [("", config, None if experiment_keys is None else TRAINER_KEYS | experiment_keys)]
     levels.append(("mesh.", config.get("mesh", {}), MESH_KEYS))
+    levels.append(("optimizer.", config.get("optimizer", {}), OPTIMIZER_KEYS))
     levels.append(("data.", config.get("data", {}), data_keys))
     problems = []
     for prefix, section, allowed in levels:

@@ -34,24 +34,22 @@ from __future__ import annotations
 
 import ml_collections
 
+from dfn_jax.training.config import base_config, parse_config_arg
+
 VARIANTS = ("paper", "baseline")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "paper").split(",") if t.strip()]
-    unknown = [t for t in tokens if t not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown highway variant(s) {unknown}; expected from {VARIANTS}.")
+    args = parse_config_arg(arg, name="highway", variants=VARIANTS, default="paper")
+    tokens = args.tokens
     baseline = "baseline" in tokens
 
-    config = ml_collections.ConfigDict()
-    config.experiment = "dfn.highway"
-    config.variant = ",".join(tokens)
-    config.seed = 0
+    config = base_config(experiment="dfn.highway", variant=args.variant)
 
     # The authors' optimiser settings (orig. code); a CPU-sized number of steps.
     config.batch_size = 16
     config.learning_rate = 1e-3
+    config.lr_schedule = "step_halving"
     config.lr_halve_every_steps = 4000
     config.grad_clip_norm = 0.0
     config.num_train_steps = 30  # The authors': 20,000 (a GPU job).
@@ -62,9 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_eval_sequences = 64
     config.eval_batch_size = 16
     config.num_figure_sequences = 3
-    config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 
-    config.data = ml_collections.ConfigDict()
     config.data.path = ""  # Empty: the procedural stand-in.
     config.data.test_path = ""  # Empty: hold out the last `test_fraction` of `path`.
     config.data.dataset = "highway_L"
@@ -73,7 +69,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.image_size = 64
     config.data.test_seed = 2016  # The stand-in's fixed test sequences.
 
-    config.model = ml_collections.ConfigDict()
     config.model.filter_size = 11
     config.model.dynamic_filter = not baseline
     config.model.dynamic_bias = True
@@ -91,4 +86,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # recurrent step in the backward pass instead of storing its activations.
     config.model.dtype = "float32"
     config.model.remat = False
-    return config
+    return args.apply(config)

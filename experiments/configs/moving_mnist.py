@@ -32,26 +32,23 @@ import os
 import ml_collections
 
 from dfn_jax.data.moving_mnist import TEST_SET_SEED
+from dfn_jax.training.config import base_config, parse_config_arg
 
 VARIANTS = ("shapes", "quick", "paper", "baseline")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "shapes").split(",") if t.strip()]
-    unknown = [t for t in tokens if t not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown moving_mnist variant(s) {unknown}; expected from {VARIANTS}.")
+    args = parse_config_arg(arg, name="moving_mnist", variants=VARIANTS, default="shapes")
+    tokens = args.tokens
     baseline = "baseline" in tokens
     variant = next((t for t in tokens if t != "baseline"), "paper" if baseline else "shapes")
 
-    config = ml_collections.ConfigDict()
-    config.experiment = "dfn.moving_mnist"
-    config.variant = ",".join(tokens)
-    config.seed = 0
+    config = base_config(experiment="dfn.moving_mnist", variant=args.variant)
 
     # The paper's setup; variants below shrink it.
     config.batch_size = 16
     config.learning_rate = 1e-4 if baseline else 1e-3
+    config.lr_schedule = "step_halving"
     config.lr_halve_every_steps = 4000
     config.grad_clip_norm = 0.0
     config.num_train_steps = 20_000
@@ -64,9 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 80 divides 10,000 and works on 1, 2, 4, 8 or 16 devices.
     config.eval_batch_size = 80
     config.num_figure_sequences = 4
-    config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 
-    config.data = ml_collections.ConfigDict()
     config.data.source = "mnist"
     config.data.mnist_dir = os.environ.get("DFN_MNIST_DIR", "")
     config.data.tfds_data_dir = ""
@@ -76,7 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.step_length = 0.1
     config.data.test_seed = TEST_SET_SEED  # The documented fixed test set (sha256 tested).
 
-    config.model = ml_collections.ConfigDict()
     config.model.filter_size = 9
     config.model.dynamic_filter = not baseline
     config.model.recurrence = "additive"
@@ -116,4 +110,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.eval_every_steps = 0
         config.checkpoint_every_steps = 100
         config.num_eval_sequences = 100
-    return config
+    return args.apply(config)

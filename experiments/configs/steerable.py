@@ -38,29 +38,27 @@ import os
 
 import ml_collections
 
+from dfn_jax.training.config import base_config, parse_config_arg
+
 VARIANTS = ("paper", "baseline", "cos_sin")
 TEST_SET_SEED = 2016
 """Seed of the fixed test set: example ``i`` is made from ``fold_in(key(TEST_SET_SEED), i)``."""
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "paper").split(",") if t.strip()]
-    unknown = [t for t in tokens if t not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown steerable variant(s) {unknown}; expected from {VARIANTS}.")
+    args = parse_config_arg(arg, name="steerable", variants=VARIANTS, default="paper")
+    tokens = args.tokens
     baseline = "baseline" in tokens
     if baseline and "cos_sin" in tokens:
         raise ValueError(
             "The `baseline` variant ignores theta; it cannot be combined with cos_sin."
         )
 
-    config = ml_collections.ConfigDict()
-    config.experiment = "dfn.steerable"
-    config.variant = ",".join(tokens)
-    config.seed = 0
+    config = base_config(experiment="dfn.steerable", variant=args.variant)
 
     config.batch_size = 64
     config.learning_rate = 1e-3
+    config.lr_schedule = "step_halving"
     config.lr_halve_every_steps = 1000
     config.grad_clip_norm = 0.0
     config.num_train_steps = 5000
@@ -71,9 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_eval_examples = 1024
     config.eval_batch_size = 256
     config.num_figure_examples = 3
-    config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 
-    config.data = ml_collections.ConfigDict()
     config.data.source = "textures"  # or "mnist"
     config.data.image_size = 64
     config.data.filter_size = 9  # the analytic target filter: 9 taps ...
@@ -86,11 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.download = True
     config.data.test_seed = TEST_SET_SEED
 
-    config.model = ml_collections.ConfigDict()
     config.model.filter_size = 9
     config.model.hidden_features = (64, 128)
     config.model.dynamic_filter = not baseline
     config.model.theta_encoding = "cos_sin" if "cos_sin" in tokens else "angle"
     config.model.leaky_relu_slope = 0.01
     config.model.init_scale = 2.0
-    return config
+    return args.apply(config)

@@ -35,24 +35,22 @@ from __future__ import annotations
 
 import ml_collections
 
+from dfn_jax.training.config import base_config, parse_config_arg
+
 VARIANTS = ("paper", "baseline")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "paper").split(",") if t.strip()]
-    unknown = [t for t in tokens if t not in VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown stereo variant(s) {unknown}; expected from {VARIANTS}.")
+    args = parse_config_arg(arg, name="stereo", variants=VARIANTS, default="paper")
+    tokens = args.tokens
     baseline = "baseline" in tokens
 
-    config = ml_collections.ConfigDict()
-    config.experiment = "dfn.stereo"
-    config.variant = ",".join(tokens)
-    config.seed = 0
+    config = base_config(experiment="dfn.stereo", variant=args.variant)
 
     # The authors' optimiser settings (orig. code); a CPU-sized number of steps.
     config.batch_size = 16
     config.learning_rate = 1e-3
+    config.lr_schedule = "step_halving"
     config.lr_halve_every_steps = 4000
     config.grad_clip_norm = 0.0
     config.num_train_steps = 150  # The authors': 20,000 (a GPU job).
@@ -63,9 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_eval_sequences = 128
     config.eval_batch_size = 32
     config.num_figure_sequences = 3
-    config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 
-    config.data = ml_collections.ConfigDict()
     config.data.path = ""  # Empty: the procedural stand-in.
     config.data.test_path = ""  # Empty: hold out the last `test_fraction` of `path`.
     config.data.datasets = ("highway_L", "highway_R")
@@ -75,7 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.max_disparity = 5.0  # The stand-in's largest disparity (px).
     config.data.test_seed = 2016  # The stand-in's fixed test pairs.
 
-    config.model = ml_collections.ConfigDict()
     config.model.filter_size = 13
     config.model.dynamic_filter = not baseline
     config.model.dynamic_bias = True
@@ -83,4 +78,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.decoder_features = (64, 64, 64, 64)
     config.model.head_features = 128
     config.model.untied_bias_layer = 4
-    return config
+    return args.apply(config)

@@ -30,7 +30,7 @@ from dfn_jax import ops, viz
 from dfn_jax.data import driving
 from dfn_jax.models import HighwayDFN, HighwayDFNConfig
 from dfn_jax.training import Experiment
-from dfn_jax.training.experiment import dataclass_from_config
+from dfn_jax.training.config import dataclass_from_config
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ class HighwayDriving(Experiment):
         n_in = self.model_config.num_input_frames
         return frames[:, n_in : self.num_frames]
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, key):
+        del key  # deterministic: no dropout, data drawn on the host
         predictions = model(batch).frames
         targets = self._targets(batch)
         mse_per_pixel = jnp.mean(jnp.square(predictions - targets))
@@ -172,6 +173,7 @@ class HighwayDriving(Experiment):
             "mse_per_pixel": mse / pixels,
             "mae": ops.absolute_error_per_frame(predictions, targets),
             "ssim": ops.ssim(predictions, targets),
+            "ssim_openstl": ops.ssim_openstl(predictions, targets),
             "psnr": ops.psnr(predictions, targets),
             "mse_copy_last": ops.squared_error_per_frame(
                 jnp.broadcast_to(last, targets.shape), targets

@@ -20,7 +20,7 @@ from dfn_jax import ops, viz
 from dfn_jax.data import mnist, moving_mnist, shapes
 from dfn_jax.models import VideoDFN, VideoDFNConfig
 from dfn_jax.training import Experiment
-from dfn_jax.training.experiment import dataclass_from_config
+from dfn_jax.training.config import dataclass_from_config
 
 SOURCES = ("mnist", "shapes")
 
@@ -120,7 +120,8 @@ class MovingMNIST(Experiment):
         n_in = self.model_config.num_input_frames
         return frames, frames[:, n_in : self.num_frames]
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, key):
+        del key  # deterministic: no dropout, data drawn on the host
         frames, targets = self._split(batch)
         predictions = model(frames).frames
         bce = ops.binary_cross_entropy_per_frame(predictions, targets)  # [B, T_out], nats/frame
@@ -135,6 +136,7 @@ class MovingMNIST(Experiment):
             "mse": ops.squared_error_per_frame(predictions, targets),
             "mae": ops.absolute_error_per_frame(predictions, targets),
             "ssim": ops.ssim(predictions, targets),
+            "ssim_openstl": ops.ssim_openstl(predictions, targets),
             "psnr": ops.psnr(predictions, targets),
         }
         sums = {"count": jnp.asarray(frames.shape[0], jnp.float32)}

@@ -209,7 +209,8 @@ class Steerable(Experiment):
             yield self._generators[1](keys[index])
 
     # -- loss and metrics -----------------------------------------------------------------
-    def loss(self, model, batch):
+    def loss(self, model, batch, key):
+        del key  # deterministic: no dropout, data drawn on the host
         predictions = model(batch["images"], batch["theta"])
         mse = jnp.mean(jnp.square(predictions - batch["targets"]))
         return mse, {"mse": mse}

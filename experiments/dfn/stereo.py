@@ -33,7 +33,7 @@ from dfn_jax import ops, viz
 from dfn_jax.data import driving
 from dfn_jax.models import StereoDFN, StereoDFNConfig
 from dfn_jax.training import Experiment
-from dfn_jax.training.experiment import dataclass_from_config
+from dfn_jax.training.config import dataclass_from_config
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ class Stereo(Experiment):
             yield self._standin_batch(keys[index], with_disparity=True)
 
     # -- loss and metrics -------------------------------------------------------------------
-    def loss(self, model, batch):
+    def loss(self, model, batch, key):
+        del key  # deterministic: no dropout, data drawn on the host
         predicted = model(batch["left"]).image
         mse_per_pixel = jnp.mean(jnp.square(predicted - batch["right"]))
         pixels = np.prod(batch["right"].shape[1:])
@@ -178,6 +179,7 @@ class Stereo(Experiment):
             "mse_per_pixel": mse / float(np.prod(right.shape[1:])),
             "mae": ops.absolute_error_per_frame(predicted, right),
             "ssim": ops.ssim(predicted, right),
+            "ssim_openstl": ops.ssim_openstl(predicted, right),
             "psnr": ops.psnr(predicted, right),
             "mse_copy_left": ops.squared_error_per_frame(left, right),
         }

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from dfn_jax.training import Checkpointer, Trainer
 from experiments import main
 from tests.helpers import REPO_ROOT, TINY_FLAGS, tiny_config
 
@@ -115,5 +116,21 @@ def test_missing_commit_marker_and_half_written_directory_are_not_resumed_from(t
     (half / "partial").write_bytes(b"\0" * 10)
     resumed = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path))
     assert resumed["steps"] == 3
+    fresh = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path / "fresh"))
+    assert resumed["test"] == fresh["test"]
+
+
+def test_checkpoint_in_the_layout_before_model_state_carry_and_key_still_restores(tmp_path):
+    """Checkpoints written before the train state held ``model_state``, ``carry`` and ``key``
+    (dfn_jax <= 2026-11) resume: the entries they hold restore, the rest start as initialised."""
+    trainer = Trainer(main.make_experiment(tiny_config()))
+    state = trainer.init_state()
+    for step in range(2):
+        state, _ = trainer.train_step(state, trainer.train_batch(step))
+    old_layout = {k: state[k] for k in ("step", "params", "opt_state", "train_time_s")}
+    checkpointer = Checkpointer(tmp_path, async_save=False)
+    checkpointer.save(2, old_layout, force=True)
+    checkpointer.close()
+    resumed = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path))
     fresh = main.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path / "fresh"))
     assert resumed["test"] == fresh["test"]
