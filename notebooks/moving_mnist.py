@@ -263,7 +263,8 @@ step = checkpointer.latest_step()
 print("checkpoints at steps", checkpointer.all_steps(), "-> restoring step", step)
 state = checkpointer.restore(step, trainer.init_state())
 checkpointer.close()
-model = trainer.bind(state["params"], state["model_state"])  # a VideoDFN (an nnx.Module) holding the trained weights
+# A VideoDFN (an nnx.Module) holding the trained weights:
+model = trainer.bind(state["params"], state["model_state"])
 print(
     type(model).__name__,
     f"restored at step {int(state['step'])}, {trainer.num_params:,} parameters",

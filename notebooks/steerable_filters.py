@@ -200,7 +200,8 @@ trainer = Trainer(experiment)
 checkpointer = Checkpointer(WORKDIR)
 state = checkpointer.restore(checkpointer.latest_step(), trainer.init_state())
 checkpointer.close()
-model = trainer.bind(state["params"], state["model_state"])  # a SteerableDFN holding the trained weights
+# A SteerableDFN holding the trained weights:
+model = trainer.bind(state["params"], state["model_state"])
 print(type(model).__name__, "restored at step", int(state["step"]))
 
 # %% [markdown]
