@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -13,27 +14,33 @@ import numpy as np
 def kernel_size_pair(
     kernel_size: int | Sequence[int], *, name: str = "kernel_size"
 ) -> tuple[int, int]:
-    """Returns ``(kh, kw)`` from an int or a pair, checking both are positive and odd."""
-    if isinstance(kernel_size, (int, np.integer)):
+    """Returns ``(kh, kw)`` from an int or a pair of ints, checking both are positive and odd.
+
+    Bools and non-integers (``3.0``, ``"3"``) are rejected, not converted.
+    """
+    if is_int(kernel_size):
         pair = (int(kernel_size), int(kernel_size))
     else:
         try:
-            pair = tuple(int(k) for k in kernel_size)
-        except (TypeError, ValueError):
+            items = tuple(kernel_size)
+        except TypeError:
+            items = None
+        if items is None or not all(is_int(k) for k in items):
             raise ValueError(
                 f"`{name}` must be an odd int or a pair (kh, kw) of odd ints, got {kernel_size!r}."
-            ) from None
-        if len(pair) != 2:
+            )
+        if len(items) != 2:
             raise ValueError(
                 f"`{name}` must be an odd int or a pair (kh, kw), got {kernel_size!r}."
             )
+        pair = (int(items[0]), int(items[1]))
     for k in pair:
         if k <= 0 or k % 2 == 0:
             raise ValueError(
                 f"`{name}` must hold positive odd sizes (the filter is centred on the pixel), "
                 f"got {kernel_size!r}."
             )
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 def int_pair(value: int | Sequence[int], *, name: str) -> tuple[int, int]:
@@ -69,6 +76,38 @@ def rank(x, ranks: Sequence[int], *, name: str, layout: str) -> None:
 def is_int(value) -> bool:
     """A Python or NumPy integer, but not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def positive_int(value, *, name: str, minimum: int = 1, expected: str | None = None) -> int:
+    """Returns ``value`` as an ``int``, checking it is an integer (not a bool) ``>= minimum``.
+
+    The message reads ``must be {expected}``; ``expected`` defaults to ``"an int >= {minimum}"``
+    (the models say ``"a positive int"``).
+    """
+    if not is_int(value) or value < minimum:
+        if expected is None:
+            expected = f"an int >= {minimum}"
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
+    return int(value)
+
+
+def key_array(keys, *, name: str, ndim: int) -> jax.Array:
+    """A typed key array of rank ``ndim`` (0 or 1) from typed keys or legacy raw ``uint32 [..., 2]``
+    keys (which are wrapped)."""
+    dtype = getattr(keys, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if keys.ndim != ndim:
+            layout = "[B]" if ndim == 1 else "[] (a single key)"
+            raise ValueError(f"`{name}` must be a key array of shape {layout}, got {keys.shape}.")
+        return keys
+    if dtype == jnp.uint32 and keys.ndim == ndim + 1 and keys.shape[-1] == 2:
+        return jax.random.wrap_key_data(keys)
+    layout = "[B]" if ndim == 1 else "[]"
+    raise ValueError(
+        f"`{name}` must be PRNG keys of shape {layout} (from jax.random.key / split) or raw uint32 "
+        f"keys of shape {layout[:-1] + ', 2]' if ndim else '[2]'}, got "
+        f"{type(keys).__name__} with shape {getattr(keys, 'shape', None)} and dtype {dtype}."
+    )
 
 
 def choice(value, options: Sequence[str], *, name: str) -> None:

@@ -18,23 +18,32 @@ sources are tried in this order:
 
 When none of them works ``MNISTNotFoundError`` says what was tried and the three ways to supply the
 digits. A file that is found but corrupt raises ``ValueError`` instead of being skipped.
+
+The IDX format and the file checks live in ``dfn_jax.data._mnist_files``, the TFDS and download
+sources in ``dfn_jax.data._mnist_sources``; this module puts them in order and holds the public
+names.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
 import logging
 import os
 import pathlib
-import tempfile
-import urllib.error
-import urllib.request
-import zlib
-from typing import NamedTuple
 
 import numpy as np
+
+from dfn_jax.data import _mnist_files, _mnist_sources
+from dfn_jax.data._mnist_files import (  # noqa: F401 - the constants stay importable from here
+    DIGIT_SIZE,
+    IMAGE_MAGIC,
+    LABEL_MAGIC,
+    MNIST_FILES,
+    SPLITS,
+    UINT8_TO_FLOAT,
+    MNISTFile,
+    digits_to_float,
+    read_idx_file,
+)
 
 __all__ = [
     "MNIST_FILES",
@@ -50,64 +59,11 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
-IMAGE_MAGIC = 2051
-LABEL_MAGIC = 2049
-DIGIT_SIZE = 28
-UINT8_TO_FLOAT = np.float32(1.0 / 255.0)
-"""The factor from uint8 pixels to [0, 1], shared by host and device code."""
-
-
-class MNISTFile(NamedTuple):
-    """One of the four original IDX files."""
-
-    filename: str
-    sha256: str
-    num_bytes: int
-    shape: tuple[int, ...]
-    magic: int
-
-
-MNIST_FILES: dict[tuple[str, str], MNISTFile] = {
-    ("train", "images"): MNISTFile(
-        "train-images-idx3-ubyte.gz",
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        9_912_422,
-        (60000, 28, 28),
-        IMAGE_MAGIC,
-    ),
-    ("train", "labels"): MNISTFile(
-        "train-labels-idx1-ubyte.gz",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        28_881,
-        (60000,),
-        LABEL_MAGIC,
-    ),
-    ("test", "images"): MNISTFile(
-        "t10k-images-idx3-ubyte.gz",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        1_648_877,
-        (10000, 28, 28),
-        IMAGE_MAGIC,
-    ),
-    ("test", "labels"): MNISTFile(
-        "t10k-labels-idx1-ubyte.gz",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-        4_542,
-        (10000,),
-        LABEL_MAGIC,
-    ),
-}
-"""The original gzip IDX files by ``(split, kind)``: name, sha256, size, decoded shape, magic."""
-
 MNIST_MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
 """Base URLs tried in order for a download; each serves the four original ``.gz`` files."""
-
-_DOWNLOAD_TIMEOUT_S = 30.0
-_CHUNK_BYTES = 1 << 20
 
 
 class MNISTNotFoundError(FileNotFoundError):
@@ -125,97 +81,6 @@ def default_cache_dir() -> pathlib.Path:
     return base / "dfn_jax" / "mnist"
 
 
-def digits_to_float(digits):
-    """Maps ``uint8`` digits (0..255) to ``float32`` in [0, 1]: ``x * float32(1 / 255)``.
-
-    Accepts a NumPy or a JAX array of any shape (usually ``[N, 28, 28]``) and returns the same kind.
-    Floating input is taken to be in [0, 1] already and is only cast to ``float32``. The scaling
-    is one multiplication, so NumPy, XLA and every backend give the same bits (XLA rewrites a
-    division by a constant into this product anyway) and ``round(255 * x)`` gives the uint8 back.
-    """
-    if not hasattr(digits, "dtype"):
-        digits = np.asarray(digits)
-    dtype = np.dtype(digits.dtype)
-    if dtype == np.uint8:
-        return digits.astype(np.float32) * UINT8_TO_FLOAT
-    if np.issubdtype(dtype, np.floating):
-        return digits.astype(np.float32)
-    raise ValueError(
-        f"`digits` must be uint8 (0..255) or floating (already in [0, 1]), got dtype {dtype}."
-    )
-
-
-def read_idx_file(
-    path: str | os.PathLike,
-    *,
-    expected_magic: int | None = None,
-    sha256: str | None = None,
-) -> np.ndarray:
-    """Reads one IDX file (gzipped when its name ends in ``.gz``) into a ``uint8`` array.
-
-    Args:
-      path: the file.
-      expected_magic: 2051 for images, 2049 for labels; ``None`` accepts any uint8 IDX file.
-      sha256: expected sha256 hex of the file as stored (checked before decoding); ``None`` skips
-        the check.
-
-    Returns:
-      ``uint8`` array with the shape from the header, e.g. ``[N, 28, 28]`` or ``[N]``.
-
-    Raises:
-      ValueError: the hash, the gzip stream, the magic number or the header does not match.
-    """
-    path = pathlib.Path(path)
-    raw = path.read_bytes()
-    if sha256 is not None:
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != sha256:
-            raise ValueError(
-                f"MNIST file {str(path)!r} is corrupt or not the original: expected sha256 "
-                f"{sha256}, got {actual} ({len(raw):,} bytes). Delete it and supply the original "
-                "file (or let the loader download it again)."
-            )
-    if path.name.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(
-                f"MNIST file {str(path)!r} is not a valid gzip stream: {error}."
-            ) from None
-    if len(raw) < 4:
-        raise ValueError(
-            f"IDX file {str(path)!r} is too short for a header: got {len(raw)} bytes, expected at "
-            "least 4."
-        )
-    magic = int.from_bytes(raw[:4], "big")
-    if expected_magic is not None and magic != expected_magic:
-        raise ValueError(
-            f"IDX file {str(path)!r} has magic number {magic}, expected {expected_magic} "
-            f"({'images' if expected_magic == IMAGE_MAGIC else 'labels'}: 2051 = uint8 images "
-            "[N, 28, 28], 2049 = uint8 labels [N])."
-        )
-    if magic >> 8 != 0x08:
-        raise ValueError(
-            f"IDX file {str(path)!r} has magic number {magic} (0x{magic:08x}), expected a uint8 "
-            "IDX file (0x000008NN, e.g. 2051 or 2049)."
-        )
-    ndim = magic & 0xFF
-    header_bytes = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header_bytes:
-        raise ValueError(
-            f"IDX file {str(path)!r} has a truncated header: {ndim} dims need {header_bytes} "
-            f"bytes, got {len(raw)}."
-        )
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_size = header_bytes + int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected_size:
-        raise ValueError(
-            f"IDX file {str(path)!r} has header shape {shape}, which needs {expected_size:,} "
-            f"bytes, but the (decompressed) file has {len(raw):,} bytes."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_bytes).reshape(shape).copy()
-
-
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
@@ -227,133 +92,6 @@ def _path_or_none(value, *, name: str) -> pathlib.Path | None:
     if not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}.")
     return pathlib.Path(value).expanduser()
-
-
-def _find_in_dir(directory: pathlib.Path, spec: MNISTFile) -> pathlib.Path | None:
-    gz = directory / spec.filename
-    if gz.is_file():
-        return gz
-    plain = directory / spec.filename[: -len(".gz")]
-    if plain.is_file():
-        return plain
-    return None
-
-
-def _read_spec(path: pathlib.Path, spec: MNISTFile) -> np.ndarray:
-    sha = spec.sha256 if path.name.endswith(".gz") else None
-    array = read_idx_file(path, expected_magic=spec.magic, sha256=sha)
-    if array.shape[1:] != spec.shape[1:]:
-        layout = "[N, 28, 28]" if spec.magic == IMAGE_MAGIC else "[N]"
-        raise ValueError(
-            f"MNIST file {str(path)!r} holds an array of shape {array.shape}, expected {layout}."
-        )
-    return array
-
-
-def _from_dir(directory: pathlib.Path, specs: list[MNISTFile]) -> list[np.ndarray] | str:
-    """The arrays for ``specs`` from ``directory``, or the reason the folder does not have them."""
-    if not directory.is_dir():
-        return f"{str(directory)!r} is not a directory"
-    paths = [_find_in_dir(directory, spec) for spec in specs]
-    missing = [spec.filename for spec, path in zip(specs, paths, strict=True) if path is None]
-    if missing:
-        return f"{str(directory)!r} lacks {', '.join(missing)} (or the same without .gz)"
-    return [_read_spec(path, spec) for path, spec in zip(paths, specs, strict=True)]
-
-
-def _from_tfds(data_dir: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray] | str:
-    """Images ``[N, 28, 28]`` and labels ``[N]`` from a prepared TFDS data dir, or a reason."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        return f"tensorflow_datasets is not importable ({error})"
-    try:
-        source = tfds.data_source(
-            "mnist", split=split, data_dir=os.fspath(data_dir), download=False
-        )
-        num = len(source)
-        records: list = []
-        if hasattr(source, "__getitems__"):
-            for start in range(0, num, 4096):
-                records.extend(source.__getitems__(list(range(start, min(num, start + 4096)))))
-        else:
-            records = [source[i] for i in range(num)]
-    except Exception as error:  # noqa: BLE001 - any TFDS failure means "not available here".
-        return f"tfds.data_source('mnist', data_dir={os.fspath(data_dir)!r}) failed: {error!r}"
-    if not records:
-        return f"the TFDS mnist {split!r} split in {os.fspath(data_dir)!r} is empty"
-    images = np.stack([np.asarray(r["image"]) for r in records])
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or images.dtype != np.uint8:
-        raise ValueError(
-            f"TFDS mnist in {os.fspath(data_dir)!r} gave images of shape {images.shape[1:]} and "
-            f"dtype {images.dtype}, expected [28, 28, 1] uint8 per record."
-        )
-    labels = np.asarray([int(r["label"]) for r in records], dtype=np.uint8)
-    return np.ascontiguousarray(images), labels
-
-
-def _download(spec: MNISTFile, cache_dir: pathlib.Path) -> pathlib.Path | str:
-    """Downloads ``spec`` into ``cache_dir`` from the first mirror that serves the right bytes."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        return f"cannot create the cache dir {str(cache_dir)!r}: {error}"
-    destination = cache_dir / spec.filename
-    failures = []
-    for mirror in MNIST_MIRRORS:
-        url = mirror.rstrip("/") + "/" + spec.filename
-        tmp_path = None
-        try:
-            with tempfile.NamedTemporaryFile(
-                dir=cache_dir, prefix=spec.filename + ".", suffix=".tmp", delete=False
-            ) as tmp:
-                tmp_path = pathlib.Path(tmp.name)
-                digest = hashlib.sha256()
-                with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                    while chunk := response.read(_CHUNK_BYTES):
-                        digest.update(chunk)
-                        tmp.write(chunk)
-            if digest.hexdigest() != spec.sha256:
-                failures.append(
-                    f"{url}: sha256 {digest.hexdigest()} differs from the expected {spec.sha256}"
-                )
-                continue
-            os.replace(tmp_path, destination)
-            tmp_path = None
-            _LOG.info("Downloaded %s to %s", url, destination)
-            return destination
-        except (OSError, http.client.HTTPException, ValueError) as error:
-            reason = error.reason if isinstance(error, urllib.error.URLError) else error
-            failures.append(f"{url}: {reason}")
-        finally:
-            if tmp_path is not None:
-                tmp_path.unlink(missing_ok=True)
-    return "download failed: " + "; ".join(failures)
-
-
-def _from_cache(
-    cache_dir: pathlib.Path, specs: list[MNISTFile], download: bool
-) -> list[np.ndarray] | str:
-    arrays = []
-    for spec in specs:
-        path = cache_dir / spec.filename
-        if path.is_file():
-            try:
-                arrays.append(_read_spec(path, spec))
-                continue
-            except ValueError as error:
-                if not download:
-                    raise
-                _LOG.warning("Cached MNIST file is unusable (%s); downloading it again.", error)
-        if not download:
-            return f"{str(path)!r} is not there and download=False"
-        result = _download(spec, cache_dir)
-        if isinstance(result, str):
-            return result
-        arrays.append(_read_spec(result, spec))
-    return arrays
 
 
 def _not_found_message(
@@ -401,7 +139,7 @@ def _load(
     else:
         dir_label = "mnist_dir"
     if mnist_dir is not None:
-        result = _from_dir(mnist_dir, specs)
+        result = _mnist_files.from_dir(mnist_dir, specs)
         if not isinstance(result, str):
             return result
         tried.append(f"{dir_label}: {result}")
@@ -410,7 +148,7 @@ def _load(
         tried.append("mnist_dir: not given (and DFN_MNIST_DIR is not set)")
 
     if tfds_data_dir is not None:
-        result = _from_tfds(tfds_data_dir, split)
+        result = _mnist_sources.from_tfds(tfds_data_dir, split)
         if not isinstance(result, str):
             by_kind = {"images": result[0], "labels": result[1]}
             return [by_kind[kind] for kind in kinds]
@@ -419,7 +157,7 @@ def _load(
     else:
         tried.append("tfds_data_dir: not given")
 
-    result = _from_cache(cache_dir, specs, download)
+    result = _mnist_sources.from_cache(cache_dir, specs, download, MNIST_MIRRORS)
     if not isinstance(result, str):
         return result
     tried.append(f"cache dir {str(cache_dir)!r}: {result}")

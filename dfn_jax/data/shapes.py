@@ -17,14 +17,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from dfn_jax.data.mnist import UINT8_TO_FLOAT
-from dfn_jax.data.moving_mnist import (
-    _key_array,
-    _positive_int,
-    _step_length,
-    paste_sprites,
-    trajectory_from_bits,
-)
+from dfn_jax._src.checks import key_array, positive_int
+from dfn_jax.data._bouncing import animate_sprites, check_step_length
+from dfn_jax.data._mnist_files import UINT8_TO_FLOAT
 
 __all__ = [
     "SHAPE_KINDS",
@@ -40,9 +35,9 @@ SHAPE_KINDS = ("square", "disc", "cross", "triangle")
 def _check_sprite_options(
     sprite_size: int, min_size: int, max_size: int, min_grey: float, image_size: int | None = None
 ) -> None:
-    sprite_size = _positive_int(sprite_size, name="sprite_size")
-    min_size = _positive_int(min_size, name="min_size")
-    max_size = _positive_int(max_size, name="max_size")
+    sprite_size = positive_int(sprite_size, name="sprite_size")
+    min_size = positive_int(min_size, name="min_size")
+    max_size = positive_int(max_size, name="max_size")
     if not min_size <= max_size <= sprite_size:
         raise ValueError(
             f"`min_size` <= `max_size` <= `sprite_size` expected, got min_size={min_size}, "
@@ -94,9 +89,9 @@ def random_sprites(
     Each is one of ``SHAPE_KINDS``, ``min_size`` to ``max_size`` px across, centred in its box,
     filled with one grey level in ``[min_grey, 1]`` (a multiple of 1/255) on a zero background.
     """
-    num_sprites = _positive_int(num_sprites, name="num_sprites")
+    num_sprites = positive_int(num_sprites, name="num_sprites")
     _check_sprite_options(sprite_size, min_size, max_size, min_grey)
-    key = _key_array(key, name="key", ndim=0)
+    key = key_array(key, name="key", ndim=0)
     return _random_sprites(
         key,
         num_sprites=num_sprites,
@@ -125,16 +120,9 @@ def _one_sequence(key, *, num_frames, image_size, num_shapes, step_length, sprit
     # One threefry call per sequence: per shape, three sprite words and three trajectory words.
     bits = jax.random.bits(key, (num_shapes, 6), jnp.uint32)
     sprites = jax.vmap(functools.partial(_sprite_from_bits, **sprite_options))(bits[:, :3])
-    free_range = image_size - sprites.shape[1]
-    trajectories = jax.vmap(
-        functools.partial(
-            trajectory_from_bits,
-            num_frames=num_frames,
-            free_range=free_range,
-            step_length=step_length,
-        )
-    )(bits[:, 3:])
-    return paste_sprites(sprites, trajectories, image_size=image_size)
+    return animate_sprites(
+        sprites, bits[:, 3:], num_frames=num_frames, image_size=image_size, step_length=step_length
+    )
 
 
 @functools.partial(
@@ -178,12 +166,12 @@ def bouncing_shapes_sequences(
       min_size, max_size: range of the sprite's extent in pixels.
       min_grey: lowest grey level of a sprite.
     """
-    num_frames = _positive_int(num_frames, name="num_frames")
-    image_size = _positive_int(image_size, name="image_size")
-    num_shapes = _positive_int(num_shapes, name="num_shapes")
-    step_length = _step_length(step_length)
+    num_frames = positive_int(num_frames, name="num_frames")
+    image_size = positive_int(image_size, name="image_size")
+    num_shapes = positive_int(num_shapes, name="num_shapes")
+    step_length = check_step_length(step_length)
     _check_sprite_options(sprite_size, min_size, max_size, min_grey, image_size=image_size)
-    keys = _key_array(keys, name="keys", ndim=1)
+    keys = key_array(keys, name="keys", ndim=1)
     sprite_options = (
         ("sprite_size", int(sprite_size)),
         ("min_size", int(min_size)),
@@ -206,6 +194,6 @@ def generate_bouncing_shapes(key: jax.Array, *, batch_size: int, **kwargs) -> ja
     Splits ``key`` into ``batch_size`` keys and calls ``bouncing_shapes_sequences`` (same keyword
     options).
     """
-    batch_size = _positive_int(batch_size, name="batch_size")
-    key = _key_array(key, name="key", ndim=0)
+    batch_size = positive_int(batch_size, name="batch_size")
+    key = key_array(key, name="key", ndim=0)
     return bouncing_shapes_sequences(jax.random.split(key, batch_size), **kwargs)

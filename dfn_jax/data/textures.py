@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfn_jax import ops
-from dfn_jax.data.mnist import UINT8_TO_FLOAT
-from dfn_jax.data.moving_mnist import _key_array, _positive_int
+from dfn_jax._src.checks import key_array, positive_int
+from dfn_jax.data._mnist_files import UINT8_TO_FLOAT
 
 __all__ = ["digit_images", "random_angles", "random_textures", "steerable_targets"]
 
@@ -138,10 +138,10 @@ def random_textures(
       num_gabors: Gabor blobs per image (>= 1).
       num_shapes: discs and rectangles per image (>= 1).
     """
-    image_size = _positive_int(image_size, name="image_size", minimum=8)
-    num_gabors = _positive_int(num_gabors, name="num_gabors")
-    num_shapes = _positive_int(num_shapes, name="num_shapes")
-    keys = _key_array(keys, name="keys", ndim=1)
+    image_size = positive_int(image_size, name="image_size", minimum=8)
+    num_gabors = positive_int(num_gabors, name="num_gabors")
+    num_shapes = positive_int(num_shapes, name="num_shapes")
+    keys = key_array(keys, name="keys", ndim=1)
     return _textures(keys, size=image_size, num_gabors=num_gabors, num_shapes=num_shapes)
 
 
@@ -174,14 +174,14 @@ def digit_images(
       image_size: canvas side.
       digit_size: side the digits are resized to, at most ``image_size``.
     """
-    image_size = _positive_int(image_size, name="image_size")
-    digit_size = _positive_int(digit_size, name="digit_size")
+    image_size = positive_int(image_size, name="image_size")
+    digit_size = positive_int(digit_size, name="digit_size")
     if digit_size > image_size:
         raise ValueError(
             f"`digit_size` must be at most `image_size` ({image_size}), got {digit_size}."
         )
     digits = _check_digits(digits)
-    keys = _key_array(keys, name="keys", ndim=1)
+    keys = key_array(keys, name="keys", ndim=1)
     return _digit_images(keys, digits, image_size=image_size, digit_size=digit_size)
 
 
@@ -208,7 +208,7 @@ def random_angles(keys: jax.Array) -> jax.Array:
     Use other keys than the images' (e.g. ``jax.random.split`` each example's key in two): with
     the same keys, angles and images would be drawn from related random bits.
     """
-    keys = _key_array(keys, name="keys", ndim=1)
+    keys = key_array(keys, name="keys", ndim=1)
     return _random_angles(keys)
 
 

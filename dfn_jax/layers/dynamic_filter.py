@@ -30,27 +30,6 @@ from dfn_jax._src.checks import FILTER_IMPLEMENTATIONS as IMPLEMENTATIONS
 NORMALIZATIONS = ("softmax", None)
 
 
-def _kernel_size_pair(kernel_size: int | Sequence[int]) -> tuple[int, int]:
-    """``(kh, kw)`` from an odd int or a pair of odd ints."""
-    if isinstance(kernel_size, (int, np.integer)):
-        pair = (kernel_size, kernel_size)
-    else:
-        try:
-            pair = tuple(kernel_size)
-        except TypeError:
-            pair = ()
-    if (
-        len(pair) != 2
-        or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in pair)
-        or any(k <= 0 or k % 2 == 0 for k in pair)
-    ):
-        raise ValueError(
-            f"`kernel_size` must be a positive odd int or a pair (kh, kw) of positive odd ints, "
-            f"got {kernel_size!r}."
-        )
-    return (int(pair[0]), int(pair[1]))
-
-
 def _floating(x: jax.Array, name: str) -> jax.Array:
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -91,7 +70,7 @@ class DynamicLocalFilter(nnx.Module):
         dynamic_bias: bool = False,
         implementation: str = "fast",
     ):
-        self.kernel_size = _kernel_size_pair(kernel_size)
+        self.kernel_size = _checks.kernel_size_pair(kernel_size)
         _checks.choice(normalize, NORMALIZATIONS, name="normalize")
         _checks.choice(implementation, IMPLEMENTATIONS, name="implementation")
         self.normalize = normalize
@@ -174,7 +153,7 @@ class DynamicConvolution(nnx.Module):
         stride: int | Sequence[int] = 1,
         padding: str | int | Sequence[tuple[int, int]] = "SAME",
     ):
-        self.kernel_size = _kernel_size_pair(kernel_size)
+        self.kernel_size = _checks.kernel_size_pair(kernel_size)
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")

@@ -25,8 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax._src.checks import is_int
-from dfn_jax.layers.dynamic_filter import _kernel_size_pair
+from dfn_jax._src.checks import is_int, kernel_size_pair
 
 Initializer = Any
 
@@ -66,7 +65,7 @@ class AdditiveConvRNNCell(nnx.Module):
     ):
         if not is_int(features) or features <= 0:
             raise ValueError(f"`features` must be a positive int, got {features!r}.")
-        kernel = _kernel_size_pair(kernel_size)
+        kernel = kernel_size_pair(kernel_size)
         self.features = int(features)
         self.negative_slope = negative_slope
         self.dtype = dtype
@@ -151,7 +150,7 @@ class ConvLSTMCell(nnx.Module):
         self.gates = nnx.Conv(
             in_features + hidden_features,
             4 * hidden_features,
-            kernel_size=_kernel_size_pair(kernel_size),
+            kernel_size=kernel_size_pair(kernel_size),
             padding="SAME",
             kernel_init=kernel_init,
             bias_init=nnx.initializers.zeros_init(),

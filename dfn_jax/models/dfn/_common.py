@@ -7,6 +7,7 @@ untied biases, and the argument checks those models share. Private to :mod:`dfn_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -213,11 +214,8 @@ class FilterGenerator(nnx.Module):
 
 
 _is_int = _checks.is_int
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+# The models' wording of the shared check: "`x` must be a positive int, got 0."
+_positive_int = functools.partial(_checks.positive_int, expected="a positive int")
 
 
 def _check_feature_widths(cfg: Any, *, min_encoder: int = 2) -> None:
@@ -231,7 +229,7 @@ def _check_feature_widths(cfg: Any, *, min_encoder: int = 2) -> None:
                 f"`{name}` must be a sequence of positive ints, got {value!r}."
             ) from None
         for i, width in enumerate(value):
-            _positive_int(f"{name}[{i}]", width)
+            _positive_int(width, name=f"{name}[{i}]")
         object.__setattr__(cfg, name, tuple(int(v) for v in value))
     if len(cfg.decoder_features) < 1:
         raise ValueError(f"`decoder_features` needs at least 1 conv, got {cfg.decoder_features!r}.")
@@ -246,7 +244,7 @@ def _check_generator_fields(cfg: Any, *, min_encoder: int = 2) -> None:
     """Validates and normalises the generator fields that the highway and stereo configs share."""
     _check_feature_widths(cfg, min_encoder=min_encoder)
     for name in ("head_features", "channels", "image_size"):
-        _positive_int(name, getattr(cfg, name))
+        _positive_int(getattr(cfg, name), name=name)
     if cfg.image_size % 2:
         raise ValueError(
             f"`image_size` must be even (the encoder halves it, the decoder doubles it back), "

@@ -147,7 +147,7 @@ class HighwayDFNConfig:
             )
         _check_generator_fields(self)
         for name in ("num_input_frames", "num_output_frames", "generator_frames"):
-            _positive_int(name, getattr(self, name))
+            _positive_int(getattr(self, name), name=name)
         if self.generator_frames > self.num_input_frames:
             raise ValueError(
                 f"`generator_frames` ({self.generator_frames}) cannot exceed `num_input_frames` "

@@ -133,8 +133,8 @@ class VideoDFNConfig:
             )
         _check_feature_widths(self)
         for name in ("hidden_features", "head_features", "num_input_frames", "channels"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("num_output_frames", self.num_output_frames)
+            _positive_int(getattr(self, name), name=name)
+        _positive_int(self.num_output_frames, name="num_output_frames")
         if self.recurrence not in RECURRENCES:
             raise ValueError(f"`recurrence` must be one of {RECURRENCES}, got {self.recurrence!r}.")
         if self.recurrence == "additive" and self.encoder_features[-1] != self.hidden_features:
