@@ -87,15 +87,19 @@ class Trainer:
         state = jax.device_put(state, self.replicated)
         # Made by jitted functions so that they land on the global mesh on every process.
         seed = self.config.seed
+        # Stored as raw key data (uint32): typed key arrays in a donated argument make the
+        # jitted step miss its dispatch cache on a multi-device mesh (it recompiled).
         state["key"] = jax.jit(
-            lambda: jax.random.fold_in(jax.random.key(seed), TRAIN_KEY_STREAM),
+            lambda: jax.random.key_data(
+                jax.random.fold_in(jax.random.key(seed), TRAIN_KEY_STREAM)
+            ),
             out_shardings=self.replicated,
         )()
         state["carry"] = jax.jit(self.experiment.init_carry, out_shardings=self.carry_sharding)()
         return state
 
     def _train_step(self, state, batch):
-        key = jax.random.fold_in(state["key"], state["step"])
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), state["step"])
 
         def loss_fn(params):
             model = self.bind(params, state["model_state"])

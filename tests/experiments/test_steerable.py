@@ -197,7 +197,7 @@ def test_filter_agreement():
 # -- configs and the experiment ---------------------------------------------------------------
 def test_variants_parse_and_unknown_variant_fails():
     paper = st_config.get_config()
-    assert paper.experiment == "steerable" and paper.variant == "paper"
+    assert paper.experiment == "dfn.steerable" and paper.variant == "paper"
     assert (paper.batch_size, paper.learning_rate) == (64, 1e-3)
     assert (paper.lr_halve_every_steps, paper.num_train_steps) == (1000, 5000)
     assert paper.model.dynamic_filter and paper.model.theta_encoding == "angle"

@@ -142,7 +142,7 @@ def test_config_chosen_optimizer_and_schedule_are_the_ones_applied(overrides, re
     opt_state = tx.init(params)
     for step in range(4):
         batch = trainer.train_batch(step)
-        key = jax.random.fold_in(state["key"], step)
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), step)
         model_state = state["model_state"]
 
         def loss(p, batch=batch, key=key, model_state=model_state):
