@@ -9,33 +9,7 @@ dataclass. The DFN family's models are also importable from here (``models.Video
 from __future__ import annotations
 
 from dfn_jax._src.params import count_params
-from dfn_jax.models.dfn import (
-    FilterGenerator,
-    HighwayDFN,
-    HighwayDFNConfig,
-    SteerableDFN,
-    SteerableDFNConfig,
-    StereoDFN,
-    StereoDFNConfig,
-    StereoPrediction,
-    UntiedBiasConv,
-    VideoDFN,
-    VideoDFNConfig,
-    VideoPrediction,
-)
+from dfn_jax.models import dfn
+from dfn_jax.models.dfn import *  # noqa: F403 (the DFN family's public names, listed there)
 
-__all__ = [
-    "FilterGenerator",
-    "HighwayDFN",
-    "HighwayDFNConfig",
-    "SteerableDFN",
-    "SteerableDFNConfig",
-    "StereoDFN",
-    "StereoDFNConfig",
-    "StereoPrediction",
-    "UntiedBiasConv",
-    "VideoDFN",
-    "VideoDFNConfig",
-    "VideoPrediction",
-    "count_params",
-]
+__all__ = [*dfn.__all__, "count_params"]

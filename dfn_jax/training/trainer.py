@@ -90,9 +90,7 @@ class Trainer:
         # Stored as raw key data (uint32): typed key arrays in a donated argument make the
         # jitted step miss its dispatch cache on a multi-device mesh (it recompiled).
         state["key"] = jax.jit(
-            lambda: jax.random.key_data(
-                jax.random.fold_in(jax.random.key(seed), TRAIN_KEY_STREAM)
-            ),
+            lambda: jax.random.key_data(jax.random.fold_in(jax.random.key(seed), TRAIN_KEY_STREAM)),
             out_shardings=self.replicated,
         )()
         state["carry"] = jax.jit(self.experiment.init_carry, out_shardings=self.carry_sharding)()

@@ -16,25 +16,23 @@ conventions; ``mse_copy_last`` is what repeating the last observed frame scores.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dfn_jax import ops, viz
+from dfn_jax import ops
 from dfn_jax.data import driving
 from dfn_jax.models import HighwayDFN, HighwayDFNConfig
 from dfn_jax.training import Experiment
 from dfn_jax.training.config import dataclass_from_config
+from experiments.dfn import _common
+from experiments.dfn._figures import write_video_figures
 
 log = logging.getLogger(__name__)
-
-STANDIN = "procedural stand-in"
 
 
 def model_config(config) -> HighwayDFNConfig:
@@ -63,15 +61,7 @@ class HighwayDriving(Experiment):
         return not self.config.data.path
 
     def config_problems(self) -> list[str]:
-        data, problems = self.config.data, []
-        for name in ("path", "test_path"):
-            value = data[name]
-            if value and not pathlib.Path(value).expanduser().exists():
-                problems.append(f"`data.{name}` {value!r} does not exist.")
-        if data.test_path and not data.path:
-            problems.append("`data.test_path` is set but `data.path` (the training video) is not.")
-        if not 0.0 < data.test_fraction < 1.0:
-            problems.append(f"`data.test_fraction` must lie in (0, 1), got {data.test_fraction!r}.")
+        problems = _common.recording_problems(self.config.data, what="the training video")
         return problems + self.evaluation_problems() + self.model_problems()
 
     def build_model(self, rngs: nnx.Rngs) -> HighwayDFN:
@@ -116,9 +106,7 @@ class HighwayDriving(Experiment):
         if self.uses_standin:
             return None
         windows = driving.tiled_windows(self._video[1], window=self.num_frames)
-        size = self.config.eval_batch_size
-        n = min(len(windows), self.config.num_eval_sequences)
-        return windows[: (n // size) * size if n >= size else n]
+        return windows[: _common.num_test_examples(len(windows), self.config)]
 
     def train_batch(self, step: int, rows=None):
         if self.uses_standin:
@@ -146,7 +134,7 @@ class HighwayDriving(Experiment):
                 yield windows[index]
             return
         n = self.config.num_eval_sequences
-        keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
+        keys = _common.standin_test_keys(self.config, n)
         for index in self.eval_indices(n, rows):
             yield self._standin(keys[index])
 
@@ -168,22 +156,15 @@ class HighwayDriving(Experiment):
         last = batch[:, self.model_config.num_input_frames - 1 : self.model_config.num_input_frames]
         pixels = float(np.prod(targets.shape[2:]))
         mse = ops.squared_error_per_frame(predictions, targets)
-        per_frame = {
+        per_frame = {  # values: [B, T_out]
             "mse": mse,
             "mse_per_pixel": mse / pixels,
-            "mae": ops.absolute_error_per_frame(predictions, targets),
-            "ssim": ops.ssim(predictions, targets),
-            "ssim_openstl": ops.ssim_openstl(predictions, targets),
-            "psnr": ops.psnr(predictions, targets),
+            **_common.image_quality(predictions, targets),
             "mse_copy_last": ops.squared_error_per_frame(
                 jnp.broadcast_to(last, targets.shape), targets
             ),
         }
-        sums = {"count": jnp.asarray(batch.shape[0], jnp.float32)}
-        for name, values in per_frame.items():  # values: [B, T_out]
-            sums[name] = jnp.sum(jnp.mean(values, axis=1))
-            sums[f"{name}_per_horizon"] = jnp.sum(values, axis=0)
-        return sums
+        return _common.per_frame_sums(per_frame, batch.shape[0])
 
     # -- figures and facts ------------------------------------------------------------------
     def _figure_sequences(self) -> np.ndarray:
@@ -191,48 +172,16 @@ class HighwayDriving(Experiment):
         windows = self._test_windows()
         if windows is not None:
             return np.asarray(windows[:n])
-        keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
-        return np.asarray(self._standin(keys))
+        return np.asarray(self._standin(_common.standin_test_keys(self.config, n)))
 
     def write_figures(self, model, figures_dir: pathlib.Path) -> list[pathlib.Path]:
-        frames = self._figure_sequences()
-        prediction = jax.jit(lambda f: model(f))(jnp.asarray(frames))
-        predicted = np.asarray(prediction.frames)
-        n_in = self.model_config.num_input_frames
-        paths = []
-        for i in range(len(frames)):
-            paths.append(
-                viz.plot_sequence_rows(
-                    [frames[i, :n_in], frames[i, n_in : self.num_frames], predicted[i]],
-                    ["input", "truth", "prediction"],
-                    figures_dir / f"prediction_{i}.png",
-                    title=f"Test sequence {i}",
-                )
-            )
-        if prediction.filters is not None:
-            k = self.model_config.filter_size
-            flow = ops.filter_flow(prediction.filters[:, 0], kernel_size=k)  # first prediction
-            rgb = np.asarray(ops.flow_to_rgb(flow))
-            images, titles = [], []
-            for i in range(len(frames)):
-                images += [frames[i, n_in - 1], predicted[i, 0], rgb[i]]
-                titles += [f"seq {i}: last input", "first prediction", "flow from filters"]
-            images.append(viz.flow_legend())
-            titles.append("colour key: (dx, dy) the output reads from")
-            paths.append(viz.plot_images(images, titles, figures_dir / "flow.png", ncols=3))
-        return paths
+        return write_video_figures(model, self.model_config, self._figure_sequences(), figures_dir)
 
     def describe(self) -> dict:
-        data = self.config.data
-        facts = {
-            "data_source": STANDIN if self.uses_standin else str(data.path),
-            "model": dataclasses.asdict(self.model_config),
-            "test_seed": data.test_seed,
-        }
+        facts = _common.recording_facts(self)
         if not self.uses_standin:
             train, test = self._video
             facts.update(
-                data_test_path=str(data.test_path) or None,
                 num_train_frames=len(train),
                 num_test_frames=len(test),
                 num_eval_sequences=len(self._test_windows()),

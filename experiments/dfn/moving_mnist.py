@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dfn_jax import ops, viz
-from dfn_jax.data import mnist, moving_mnist, shapes
+from dfn_jax import ops
+from dfn_jax.data import moving_mnist, shapes
 from dfn_jax.models import VideoDFN, VideoDFNConfig
 from dfn_jax.training import Experiment
 from dfn_jax.training.config import dataclass_from_config
+from experiments.dfn import _common
+from experiments.dfn._figures import write_video_figures
 
 SOURCES = ("mnist", "shapes")
 
@@ -55,11 +57,8 @@ class MovingMNIST(Experiment):
         return self.model_config.num_input_frames + self.model_config.num_output_frames
 
     def config_problems(self) -> list[str]:
-        data, problems = self.config.data, []
-        if data.source not in SOURCES:
-            problems.append(f"`data.source` must be one of {SOURCES}, got {data.source!r}.")
-        if data.source == "mnist" and data.mnist_dir and not pathlib.Path(data.mnist_dir).is_dir():
-            problems.append(f"`data.mnist_dir` {data.mnist_dir!r} is not a directory.")
+        data = self.config.data
+        problems = _common.source_problems(data, SOURCES)
         if not isinstance(data.image_size, int) or data.image_size <= 0 or data.image_size % 2:
             problems.append(
                 f"`data.image_size` must be a positive even int, got {data.image_size!r}."
@@ -81,15 +80,6 @@ class MovingMNIST(Experiment):
                 )
             )
             return generate, generate
-        load = functools.partial(
-            mnist.load_mnist_digits,
-            mnist_dir=data.mnist_dir or None,
-            tfds_data_dir=data.tfds_data_dir or None,
-            download=data.download,
-        )
-        # uint8 digits (4x less device memory), passed as arguments: closing over them would
-        # bake 47 MB of constants into the compiled program.
-        train_digits, test_digits = jnp.asarray(load("train")), jnp.asarray(load("test"))
         generate = jax.jit(
             functools.partial(
                 moving_mnist.moving_mnist_sequences,
@@ -98,9 +88,7 @@ class MovingMNIST(Experiment):
                 **kwargs,
             )
         )
-        return (lambda keys: generate(keys, train_digits)), (
-            lambda keys: generate(keys, test_digits)
-        )
+        return _common.mnist_generators(data, generate)
 
     # -- model and data ---------------------------------------------------------------------
     def build_model(self, rngs: nnx.Rngs) -> VideoDFN:
@@ -131,50 +119,19 @@ class MovingMNIST(Experiment):
     def eval_sums(self, model, batch):
         frames, targets = self._split(batch)
         predictions = model(frames).frames.astype(jnp.float32)
-        per_frame = {
+        per_frame = {  # values: [B, T_out]
             "bce": ops.binary_cross_entropy_per_frame(predictions, targets),
             "mse": ops.squared_error_per_frame(predictions, targets),
-            "mae": ops.absolute_error_per_frame(predictions, targets),
-            "ssim": ops.ssim(predictions, targets),
-            "ssim_openstl": ops.ssim_openstl(predictions, targets),
-            "psnr": ops.psnr(predictions, targets),
+            **_common.image_quality(predictions, targets),
         }
-        sums = {"count": jnp.asarray(frames.shape[0], jnp.float32)}
-        for name, values in per_frame.items():  # values: [B, T_out]
-            sums[name] = jnp.sum(jnp.mean(values, axis=1))
-            sums[f"{name}_per_horizon"] = jnp.sum(values, axis=0)
-        return sums
+        return _common.per_frame_sums(per_frame, frames.shape[0])
 
     # -- figures and facts ------------------------------------------------------------------
     def write_figures(self, model, figures_dir: pathlib.Path) -> list[pathlib.Path]:
         n = self.config.num_figure_sequences
         keys = moving_mnist.test_set_keys(n, seed=self.config.data.test_seed)
         frames = np.asarray(self._generators[1](keys))
-        prediction = jax.jit(lambda f: model(f))(jnp.asarray(frames))
-        predicted = np.asarray(prediction.frames)
-        n_in = self.model_config.num_input_frames
-        paths = []
-        for i in range(n):
-            paths.append(
-                viz.plot_sequence_rows(
-                    [frames[i, :n_in], frames[i, n_in : self.num_frames], predicted[i]],
-                    ["input", "truth", "prediction"],
-                    figures_dir / f"prediction_{i}.png",
-                    title=f"Test sequence {i}",
-                )
-            )
-        if prediction.filters is not None:
-            k = self.model_config.filter_size
-            flow = ops.filter_flow(prediction.filters[:, 0], kernel_size=k)  # first prediction
-            rgb = np.asarray(ops.flow_to_rgb(flow))
-            images, titles = [], []
-            for i in range(n):
-                images += [frames[i, n_in - 1], predicted[i, 0], rgb[i]]
-                titles += [f"seq {i}: last input", "first prediction", "flow from filters"]
-            images.append(viz.flow_legend())
-            titles.append("colour key: (dx, dy) the output reads from")
-            paths.append(viz.plot_images(images, titles, figures_dir / "flow.png", ncols=3))
-        return paths
+        return write_video_figures(model, self.model_config, frames, figures_dir)
 
     def describe(self) -> dict:
         data = self.config.data

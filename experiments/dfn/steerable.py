@@ -21,10 +21,11 @@ from flax import nnx
 from matplotlib.figure import Figure
 
 from dfn_jax import ops
-from dfn_jax.data import mnist, textures
+from dfn_jax.data import textures
 from dfn_jax.data.moving_mnist import test_set_keys
 from dfn_jax.models import SteerableDFN, SteerableDFNConfig
 from dfn_jax.training import Experiment
+from experiments.dfn import _common
 
 SOURCES = ("textures", "mnist")
 SIMILARITY_DEGREES = tuple(range(0, 360, 45))
@@ -125,11 +126,8 @@ class Steerable(Experiment):
         return ops.steered_filter(jnp.asarray(theta), size=data.filter_size, sigma=data.sigma)
 
     def config_problems(self) -> list[str]:
-        data, problems = self.config.data, []
-        if data.source not in SOURCES:
-            problems.append(f"`data.source` must be one of {SOURCES}, got {data.source!r}.")
-        if data.source == "mnist" and data.mnist_dir and not pathlib.Path(data.mnist_dir).is_dir():
-            problems.append(f"`data.mnist_dir` {data.mnist_dir!r} is not a directory.")
+        data = self.config.data
+        problems = _common.source_problems(data, SOURCES)
         for name in ("image_size", "num_gabors", "num_shapes", "digit_size"):
             if not isinstance(data[name], int) or data[name] <= 0:
                 problems.append(f"`data.{name}` must be a positive integer, got {data[name]!r}.")
@@ -175,20 +173,10 @@ class Steerable(Experiment):
                 **targets,
             )
             return generate, generate
-        load = functools.partial(
-            mnist.load_mnist_digits,
-            mnist_dir=data.mnist_dir or None,
-            tfds_data_dir=data.tfds_data_dir or None,
-            download=data.download,
-        )
-        # Passed as arguments: closing over them would bake the digits into the program.
-        train_digits, test_digits = jnp.asarray(load("train")), jnp.asarray(load("test"))
         generate = functools.partial(
             _digit_examples, image_size=data.image_size, digit_size=data.digit_size, **targets
         )
-        return (lambda keys: generate(keys, train_digits)), (
-            lambda keys: generate(keys, test_digits)
-        )
+        return _common.mnist_generators(data, generate)
 
     def build_model(self, rngs: nnx.Rngs) -> SteerableDFN:
         return SteerableDFN(self.model_config, rngs=rngs)

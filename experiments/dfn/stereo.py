@@ -18,7 +18,6 @@ asphalt) the disparity is ambiguous, so this is a coarse measure.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import pathlib
@@ -34,10 +33,9 @@ from dfn_jax.data import driving
 from dfn_jax.models import StereoDFN, StereoDFNConfig
 from dfn_jax.training import Experiment
 from dfn_jax.training.config import dataclass_from_config
+from experiments.dfn import _common
 
 log = logging.getLogger(__name__)
-
-STANDIN = "procedural stand-in"
 
 
 def model_config(config) -> StereoDFNConfig:
@@ -72,15 +70,8 @@ class Stereo(Experiment):
         return not self.config.data.path
 
     def config_problems(self) -> list[str]:
-        data, problems = self.config.data, []
-        for name in ("path", "test_path"):
-            value = data[name]
-            if value and not pathlib.Path(value).expanduser().exists():
-                problems.append(f"`data.{name}` {value!r} does not exist.")
-        if data.test_path and not data.path:
-            problems.append("`data.test_path` is set but `data.path` (the training pairs) is not.")
-        if not 0.0 < data.test_fraction < 1.0:
-            problems.append(f"`data.test_fraction` must lie in (0, 1), got {data.test_fraction!r}.")
+        data = self.config.data
+        problems = _common.recording_problems(data, what="the training pairs")
         if not 0.0 < data.max_disparity <= self.config.model.filter_size // 2:
             problems.append(
                 f"`data.max_disparity` must lie in (0, filter_size // 2 = "
@@ -131,9 +122,7 @@ class Stereo(Experiment):
 
     def _test_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         left, right = self._pairs["test"]
-        size = self.config.eval_batch_size
-        n = min(len(left), self.config.num_eval_sequences)
-        n = (n // size) * size if n >= size else n
+        n = _common.num_test_examples(len(left), self.config)
         return left[:n], right[:n]
 
     def train_batch(self, step: int, rows=None) -> dict:
@@ -157,7 +146,7 @@ class Stereo(Experiment):
                 yield {"left": left[index], "right": right[index]}
             return
         n = self.config.num_eval_sequences
-        keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
+        keys = _common.standin_test_keys(self.config, n)
         for index in self.eval_indices(n, rows):
             yield self._standin_batch(keys[index], with_disparity=True)
 
@@ -177,10 +166,7 @@ class Stereo(Experiment):
         per_image = {
             "mse": mse,
             "mse_per_pixel": mse / float(np.prod(right.shape[1:])),
-            "mae": ops.absolute_error_per_frame(predicted, right),
-            "ssim": ops.ssim(predicted, right),
-            "ssim_openstl": ops.ssim_openstl(predicted, right),
-            "psnr": ops.psnr(predicted, right),
+            **_common.image_quality(predicted, right),
             "mse_copy_left": ops.squared_error_per_frame(left, right),
         }
         if prediction.filters is not None and "disparity" in batch:
@@ -198,8 +184,9 @@ class Stereo(Experiment):
     def write_figures(self, model, figures_dir: pathlib.Path) -> list[pathlib.Path]:
         n = self.config.num_figure_sequences
         if self.uses_standin:
-            keys = jax.random.split(jax.random.key(self.config.data.test_seed), n)
-            batch = self._standin_batch(keys, with_disparity=True)
+            batch = self._standin_batch(
+                _common.standin_test_keys(self.config, n), with_disparity=True
+            )
         else:
             left, right = self._test_pairs()
             batch = {"left": left[:n], "right": right[:n]}
@@ -234,18 +221,13 @@ class Stereo(Experiment):
 
     def describe(self) -> dict:
         data = self.config.data
-        facts = {
-            "data_source": STANDIN if self.uses_standin else str(data.path),
-            "model": dataclasses.asdict(self.model_config),
-            "test_seed": data.test_seed,
-        }
+        facts = _common.recording_facts(self)
         if self.uses_standin:
             facts.update(
                 max_disparity=data.max_disparity, num_eval_sequences=self.config.num_eval_sequences
             )
         else:
             facts.update(
-                data_test_path=str(data.test_path) or None,
                 num_train_pairs=len(self._pairs["train"][0]),
                 num_test_pairs=len(self._pairs["test"][0]),
                 num_eval_sequences=len(self._test_pairs()[0]),

@@ -1,8 +1,9 @@
-"""Building blocks shared by the video, highway and stereo DFN models.
+"""Building blocks shared by the DFN models (video, highway, stereo; steerable: the filter-size
+check).
 
-Nearest-neighbour upsampling, the filter-generating encoder-decoder with
-untied biases, and the argument checks those models share. Private to :mod:`dfn_jax.models`;
-``FilterGenerator`` and ``UntiedBiasConv`` are re-exported there.
+Nearest-neighbour upsampling, the encoder and decoder passes, the filter-generating
+encoder-decoder with untied biases, and the argument checks those models share. Private to
+:mod:`dfn_jax.models`; ``FilterGenerator`` and ``UntiedBiasConv`` are re-exported there.
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
 
 def _leaky(x: jax.Array, slope: float) -> jax.Array:
     return jax.nn.leaky_relu(x, negative_slope=slope)
+
+
+def run_encoder(layers: Sequence[Any], x: jax.Array, slope: float) -> jax.Array:
+    """The encoder convs ``layers`` in turn, each followed by a leaky ReLU."""
+    for layer in layers:
+        x = _leaky(layer(x), slope)
+    return x
+
+
+def run_decoder(layers: Sequence[Any], head: Any, h: jax.Array, slope: float) -> jax.Array:
+    """The decoder convs ``layers`` (a nearest x2 upsampling before the ``len // 2``-th) and the 1x1
+    ``head``, each followed by a leaky ReLU."""
+    upsample_at = len(layers) // 2
+    for i, layer in enumerate(layers):
+        if i == upsample_at:
+            h = upsample_nearest_2x(h)
+        h = _leaky(layer(h), slope)
+    return _leaky(head(h), slope)
 
 
 class UntiedBiasConv(nnx.Module):
@@ -191,20 +210,11 @@ class FilterGenerator(nnx.Module):
 
     def encode(self, x: jax.Array) -> jax.Array:
         """``[B, H, W, in_features] -> e [B, H/2, W/2, encoder_features[-1]]``."""
-        x = x.astype(self.dtype)
-        for layer in self.encoder:
-            x = _leaky(layer(x), self.leaky_relu_slope)
-        return x
+        return run_encoder(self.encoder, x.astype(self.dtype), self.leaky_relu_slope)
 
     def decode(self, h: jax.Array) -> jax.Array:
         """``[B, H/2, W/2, F] -> [B, H, W, out_features]`` (linear output)."""
-        upsample_at = len(self.decoder) // 2
-        for i, layer in enumerate(self.decoder):
-            if i == upsample_at:
-                h = upsample_nearest_2x(h)
-            h = _leaky(layer(h), self.leaky_relu_slope)
-        h = _leaky(self.head(h), self.leaky_relu_slope)
-        return self.output(h)
+        return self.output(run_decoder(self.decoder, self.head, h, self.leaky_relu_slope))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Feed-forward use (no recurrence): ``decode(encode(x))``."""
@@ -213,9 +223,36 @@ class FilterGenerator(nnx.Module):
         return self.decode(self.encode(x))
 
 
+def filter_generator(
+    config: Any, in_features: int, out_features: int, *, recurrent: bool, rngs: nnx.Rngs
+) -> FilterGenerator:
+    """The :class:`FilterGenerator` a highway or stereo model config describes."""
+    return FilterGenerator(
+        in_features,
+        out_features,
+        encoder_features=config.encoder_features,
+        decoder_features=config.decoder_features,
+        head_features=config.head_features,
+        recurrent=recurrent,
+        untied_bias_layer=config.untied_bias_layer,
+        image_size=(config.image_size, config.image_size),
+        leaky_relu_slope=config.leaky_relu_slope,
+        init_scale=config.init_scale,
+        dtype=config.dtype,
+        param_dtype=config.param_dtype,
+        rngs=rngs,
+    )
+
+
 _is_int = _checks.is_int
 # The models' wording of the shared check: "`x` must be a positive int, got 0."
 _positive_int = functools.partial(_checks.positive_int, expected="a positive int")
+
+
+def _check_filter_size(value: Any, *, why: str = "") -> None:
+    """Checks that ``filter_size`` is a positive odd int; ``why`` goes into the message."""
+    if not _is_int(value) or value <= 0 or value % 2 == 0:
+        raise ValueError(f"`filter_size` must be a positive odd int{why}, got {value!r}.")
 
 
 def _check_feature_widths(cfg: Any, *, min_encoder: int = 2) -> None:
@@ -319,15 +356,25 @@ def apply_output_stage(
     return prediction.astype(image.dtype), filters
 
 
-def _check_images(x: Any, name: str, cfg: Any, *, ndim: int, layout: str) -> jax.Array:
-    """Shape, dtype and size checks on ``[..., H, W, C]`` image arrays of a model input."""
+def _check_images(
+    x: Any,
+    name: str,
+    cfg: Any,
+    *,
+    ndim: int,
+    layout: str,
+    convert: str = "images with `x / 255`",
+) -> jax.Array:
+    """Shape, dtype and size checks on ``[..., H, W, C]`` image arrays of a model input (the size
+    check for untied biases only where ``cfg`` has an ``untied_bias_layer``); ``convert`` ends the
+    dtype message: "(convert uint8 {convert})"."""
     x = jnp.asarray(x)
     if x.ndim != ndim:
         raise ValueError(f"`{name}` must have shape {layout}, got {tuple(x.shape)}.")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(
             f"`{name}` must be floating point with values in [0, 1], got dtype {x.dtype} "
-            f"(convert uint8 images with `x / 255`)."
+            f"(convert uint8 {convert})."
         )
     h, w, c = x.shape[-3:]
     if c != cfg.channels:
@@ -335,7 +382,8 @@ def _check_images(x: Any, name: str, cfg: Any, *, ndim: int, layout: str) -> jax
             f"`{name}` must have config.channels = {cfg.channels} channels in its last axis, got "
             f"shape {tuple(x.shape)}."
         )
-    if cfg.untied_bias_layer is not None and (h, w) != (cfg.image_size, cfg.image_size):
+    untied = getattr(cfg, "untied_bias_layer", None) is not None
+    if untied and (h, w) != (cfg.image_size, cfg.image_size):
         raise ValueError(
             f"`{name}` must be {cfg.image_size}x{cfg.image_size} (config.image_size; the untied "
             f"biases are made for that size), got shape {tuple(x.shape)}."

@@ -65,15 +65,15 @@ from flax import nnx
 
 from dfn_jax.layers.rollout import check_time_loop_fields, scan_steps
 from dfn_jax.models.dfn._common import (
-    FilterGenerator,
+    _check_filter_size,
     _check_generator_fields,
     _check_images,
-    _is_int,
     _positive_int,
     apply_output_stage,
     dynamic_filter_or_output_conv,
+    filter_generator,
 )
-from dfn_jax.models.dfn.video import VideoPrediction
+from dfn_jax.models.dfn.video import VideoPrediction, _batch_major
 
 # ------------------------------------------------------------------------------------------------
 # The highway-driving model
@@ -140,11 +140,7 @@ class HighwayDFNConfig:
     filter_implementation: str = "fast"
 
     def __post_init__(self):
-        if not _is_int(self.filter_size) or self.filter_size <= 0 or self.filter_size % 2 == 0:
-            raise ValueError(
-                f"`filter_size` must be a positive odd int (the filter is centred on the pixel), "
-                f"got {self.filter_size!r}."
-            )
+        _check_filter_size(self.filter_size, why=" (the filter is centred on the pixel)")
         _check_generator_fields(self)
         for name in ("num_input_frames", "num_output_frames", "generator_frames"):
             _positive_int(getattr(self, name), name=name)
@@ -184,19 +180,11 @@ class HighwayDFN(nnx.Module):
             raise ValueError(f"`config` must be a HighwayDFNConfig, got {type(config).__name__}.")
         self.config = config
         num_params = config.num_taps + int(config.dynamic_bias)
-        self.generator = FilterGenerator(
+        self.generator = filter_generator(
+            config,
             config.generator_frames * config.channels,
             num_params,
-            encoder_features=config.encoder_features,
-            decoder_features=config.decoder_features,
-            head_features=config.head_features,
             recurrent=config.recurrent,
-            untied_bias_layer=config.untied_bias_layer,
-            image_size=(config.image_size, config.image_size),
-            leaky_relu_slope=config.leaky_relu_slope,
-            init_scale=config.init_scale,
-            dtype=config.dtype,
-            param_dtype=config.param_dtype,
             rngs=rngs,
         )
         dynamic_filter_or_output_conv(self, config, config.filter_size, num_params, rngs=rngs)
@@ -254,8 +242,7 @@ class HighwayDFN(nnx.Module):
     def predict(self, context: jax.Array, num_future: int) -> jax.Array:
         """Closed-loop rollout of ``num_future`` frames after ``context [B, Tin, H, W, C]``
         (``Tin >= generator_frames``). Jit with ``num_future`` static."""
-        if not _is_int(num_future) or num_future < 1:
-            raise ValueError(f"`num_future` must be a positive int, got {num_future!r}.")
+        num_future = _positive_int(num_future, name="num_future")
         cfg = self.config
         context = _check_images(context, "context", cfg, ndim=5, layout="[B, T, H, W, C]")
         if context.shape[1] < cfg.generator_frames:
@@ -263,7 +250,7 @@ class HighwayDFN(nnx.Module):
                 f"`context` must have at least generator_frames = {cfg.generator_frames} frames, "
                 f"got shape {tuple(context.shape)}."
             )
-        return self._rollout(context, int(num_future)).frames
+        return self._rollout(context, num_future).frames
 
     def _rollout(self, context: jax.Array, num_future: int) -> VideoPrediction:
         cfg = self.config
@@ -303,7 +290,4 @@ class HighwayDFN(nnx.Module):
             cfg.unroll,
             cfg.remat,
         )
-        predictions = jnp.moveaxis(predictions, 0, 1)
-        if filters is not None:
-            filters = jnp.moveaxis(filters, 0, 1)
-        return VideoPrediction(frames=predictions, filters=filters)
+        return _batch_major(predictions, filters)

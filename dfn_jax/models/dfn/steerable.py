@@ -53,6 +53,7 @@ import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import DynamicConvolution
+from dfn_jax.models.dfn._common import _check_filter_size
 
 THETA_ENCODINGS = ("angle", "raw_angle", "cos_sin")
 
@@ -83,9 +84,7 @@ class SteerableDFNConfig:
     head_init_scale: float = 0.0
 
     def __post_init__(self):
-        k = self.filter_size
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0 or k % 2 == 0:
-            raise ValueError(f"`filter_size` must be a positive odd int, got {k!r}.")
+        _check_filter_size(self.filter_size)
         hidden = self.hidden_features
         if not isinstance(hidden, tuple) or not all(
             isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden

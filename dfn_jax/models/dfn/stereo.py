@@ -47,12 +47,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from dfn_jax.models.dfn._common import (
-    FilterGenerator,
+    _check_filter_size,
     _check_generator_fields,
     _check_images,
-    _is_int,
     apply_output_stage,
     dynamic_filter_or_output_conv,
+    filter_generator,
 )
 
 
@@ -93,11 +93,7 @@ class StereoDFNConfig:
     filter_implementation: str = "fast"
 
     def __post_init__(self):
-        if not _is_int(self.filter_size) or self.filter_size <= 0 or self.filter_size % 2 == 0:
-            raise ValueError(
-                f"`filter_size` must be a positive odd int (the 1 x k filter is centred on the "
-                f"pixel), got {self.filter_size!r}."
-            )
+        _check_filter_size(self.filter_size, why=" (the 1 x k filter is centred on the pixel)")
         _check_generator_fields(self)
 
     @property
@@ -135,20 +131,8 @@ class StereoDFN(nnx.Module):
             raise ValueError(f"`config` must be a StereoDFNConfig, got {type(config).__name__}.")
         self.config = config
         num_params = config.filter_size + int(config.dynamic_bias)
-        self.generator = FilterGenerator(
-            config.channels,
-            num_params,
-            encoder_features=config.encoder_features,
-            decoder_features=config.decoder_features,
-            head_features=config.head_features,
-            recurrent=False,
-            untied_bias_layer=config.untied_bias_layer,
-            image_size=(config.image_size, config.image_size),
-            leaky_relu_slope=config.leaky_relu_slope,
-            init_scale=config.init_scale,
-            dtype=config.dtype,
-            param_dtype=config.param_dtype,
-            rngs=rngs,
+        self.generator = filter_generator(
+            config, config.channels, num_params, recurrent=False, rngs=rngs
         )
         dynamic_filter_or_output_conv(self, config, config.kernel_size, num_params, rngs=rngs)
 

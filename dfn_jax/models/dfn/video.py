@@ -43,18 +43,20 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
 from dfn_jax.layers.rollout import check_time_loop_fields, scan_steps
 from dfn_jax.models.dfn._common import (
     _check_feature_widths,
+    _check_filter_size,
+    _check_images,
     _positive_int,
     apply_output_stage,
     check_output_fields,
     dynamic_filter_or_output_conv,
-    upsample_nearest_2x,
+    run_decoder,
+    run_encoder,
 )
 
 RECURRENCES = ("additive", "convlstm")
@@ -121,16 +123,7 @@ class VideoDFNConfig:
     filter_implementation: str = "fast"
 
     def __post_init__(self):
-        if (
-            isinstance(self.filter_size, bool)
-            or not isinstance(self.filter_size, (int, np.integer))
-            or self.filter_size <= 0
-            or self.filter_size % 2 == 0
-        ):
-            raise ValueError(
-                f"`filter_size` must be a positive odd int (the filter is centred on the pixel), "
-                f"got {self.filter_size!r}."
-            )
+        _check_filter_size(self.filter_size, why=" (the filter is centred on the pixel)")
         _check_feature_widths(self)
         for name in ("hidden_features", "head_features", "num_input_frames", "channels"):
             _positive_int(getattr(self, name), name=name)
@@ -179,8 +172,12 @@ class VideoPrediction(NamedTuple):
     filters: jax.Array | None
 
 
-def _leaky(x: jax.Array, slope: float) -> jax.Array:
-    return jax.nn.leaky_relu(x, negative_slope=slope)
+def _batch_major(predictions: jax.Array, filters: jax.Array | None) -> VideoPrediction:
+    """A :class:`VideoPrediction` from a rollout's time-major ``[T, B, ...]`` outputs."""
+    predictions = jnp.moveaxis(predictions, 0, 1)
+    if filters is not None:
+        filters = jnp.moveaxis(filters, 0, 1)
+    return VideoPrediction(frames=predictions, filters=filters)
 
 
 class VideoDFN(nnx.Module):
@@ -254,10 +251,9 @@ class VideoDFN(nnx.Module):
 
     def encode(self, frame: jax.Array) -> jax.Array:
         """``x_t [B, H, W, C] -> e_t [B, H/2, W/2, encoder_features[-1]]``."""
-        x = frame.astype(self.config.dtype)
-        for conv in self.encoder:
-            x = _leaky(conv(x), self.config.leaky_relu_slope)
-        return x
+        return run_encoder(
+            self.encoder, frame.astype(self.config.dtype), self.config.leaky_relu_slope
+        )
 
     def decode(self, hidden: jax.Array, frame: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """``h_t [B, H/2, W/2, F]`` and ``x_t [B, H, W, C]`` -> prediction of ``x_{t+1}``.
@@ -266,14 +262,7 @@ class VideoDFN(nnx.Module):
           ``(prediction [B, H, W, C], filters [B, H, W, k*k] or None for the baseline)``; the
           prediction has the dtype of ``frame``.
         """
-        slope = self.config.leaky_relu_slope
-        x = hidden
-        upsample_at = len(self.decoder) // 2
-        for i, conv in enumerate(self.decoder):
-            if i == upsample_at:
-                x = upsample_nearest_2x(x)
-            x = _leaky(conv(x), slope)
-        x = _leaky(self.head(x), slope)
+        x = run_decoder(self.decoder, self.head, hidden, self.config.leaky_relu_slope)
         return apply_output_stage(self, frame, self.filter_head(x))
 
     # ---------------------------------------------------------------------------------------
@@ -312,36 +301,21 @@ class VideoDFN(nnx.Module):
         Returns:
           ``[B, num_future, H, W, C]`` predicted frames ``Tin, ..., Tin + num_future - 1``.
         """
-        if isinstance(num_future, bool) or not isinstance(num_future, (int, np.integer)):
-            raise ValueError(f"`num_future` must be a positive int, got {num_future!r}.")
-        if num_future < 1:
-            raise ValueError(f"`num_future` must be a positive int, got {num_future!r}.")
+        num_future = _positive_int(num_future, name="num_future")
         context = self._check_frames(context, "context", min_length=1)
-        return self._rollout(context, int(num_future), None).frames
+        return self._rollout(context, num_future, None).frames
 
     def _check_frames(self, frames: jax.Array, name: str, *, min_length: int) -> jax.Array:
         cfg = self.config
-        frames = jnp.asarray(frames)
-        if frames.ndim != 5:
-            raise ValueError(
-                f"`{name}` must have shape [B, T, H, W, C], got {tuple(frames.shape)}."
-            )
-        if not jnp.issubdtype(frames.dtype, jnp.floating):
-            raise ValueError(
-                f"`{name}` must be floating point with values in [0, 1], got dtype "
-                f"{frames.dtype} (convert uint8 frames with `frames / 255`)."
-            )
-        _, t, h, w, c = frames.shape
-        if c != cfg.channels:
-            raise ValueError(
-                f"`{name}` must have config.channels = {cfg.channels} channels in its last axis, "
-                f"got shape {tuple(frames.shape)}."
-            )
-        if h % 2 or w % 2:
-            raise ValueError(
-                f"`{name}` height and width must be even (the encoder halves them and the decoder "
-                f"doubles them back), got shape {tuple(frames.shape)}."
-            )
+        frames = _check_images(
+            frames,
+            name,
+            cfg,
+            ndim=5,
+            layout="[B, T, H, W, C]",
+            convert="frames with `frames / 255`",
+        )
+        t = frames.shape[1]
         if t < min_length:
             why = (
                 f"num_input_frames = {cfg.num_input_frames} + num_output_frames = "
@@ -391,7 +365,4 @@ class VideoDFN(nnx.Module):
         _, (predictions, filters) = scan_steps(
             prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll, cfg.remat
         )
-        predictions = jnp.moveaxis(predictions, 0, 1)
-        if filters is not None:
-            filters = jnp.moveaxis(filters, 0, 1)
-        return VideoPrediction(frames=predictions, filters=filters)
+        return _batch_major(predictions, filters)
