@@ -106,3 +106,29 @@ def plot_loss_curves(records: Sequence[dict], path: pathlib.Path) -> pathlib.Pat
         ax.set(xlabel="step", title="evaluation", yscale="log")
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_kernel_grid(
+    kernel: np.ndarray, path: pathlib.Path, *, title: str | None = None
+) -> pathlib.Path:
+    """A convolution kernel ``[kh, kw, in, out]`` as an ``in x out`` grid of ``kh x kw`` tiles
+    (one shared, symmetric colour scale: red positive, blue negative)."""
+    kernel = np.asarray(kernel, np.float32)
+    if kernel.ndim != 4:
+        raise ValueError(f"`kernel` must have shape [kh, kw, in, out], got {kernel.shape}.")
+    kh, kw, n_in, n_out = kernel.shape
+    # [in*(kh+1), out*(kw+1)] mosaic with one-pixel NaN gutters.
+    mosaic = np.full((n_in * (kh + 1) - 1, n_out * (kw + 1) - 1), np.nan, np.float32)
+    for i in range(n_in):
+        for o in range(n_out):
+            y, x = i * (kh + 1), o * (kw + 1)
+            mosaic[y : y + kh, x : x + kw] = kernel[:, :, i, o]
+    limit = float(np.nanmax(np.abs(mosaic))) or 1.0
+    fig, axes = _subplots(1, 1, (0.35 * n_out + 1.2, 0.35 * n_in + 0.8))
+    ax = axes[0, 0]
+    image = ax.imshow(mosaic, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set(xlabel="output channel", ylabel="input channel", xticks=[], yticks=[])
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.7)
+    return _save(fig, path)

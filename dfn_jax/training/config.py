@@ -49,6 +49,9 @@ def base_config(*, experiment: str, variant: str = "") -> ml_collections.ConfigD
     config.num_train_steps = 1000
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: evaluate only at the end.
+    # Early stopping: results.json's "best" is the periodic evaluation with the lowest value of
+    # this evaluation metric (e.g. "val_error"); "": none.
+    config.select_best_by = ""
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 3
     config.eval_batch_size = 16

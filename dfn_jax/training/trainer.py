@@ -31,6 +31,7 @@ from dfn_jax._src.params import count_params
 from dfn_jax.training import validation
 from dfn_jax.training.experiment import Experiment
 from dfn_jax.training.mesh import OnMesh, host_local_copy, make_mesh, process_rows
+from dfn_jax.training.metric_writer import read_metrics
 from dfn_jax.training.run import Preempted, Run, jsonable
 
 __all__ = ["Preempted", "Trainer", "train_and_evaluate"]
@@ -172,9 +173,34 @@ class Trainer:
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         if totals is None:
             raise ValueError("The experiment's evaluation set is empty.")
-        totals = jax.device_get(totals)
-        count = float(totals.pop("count"))
-        return {name: np.asarray(value) / count for name, value in totals.items()}
+        return per_count(jax.device_get(totals))
+
+
+def per_count(totals: dict) -> dict:
+    """Evaluation sums divided by their counts: a metric ``<prefix>_<name>`` by ``<prefix>_count``
+    when the sums have one (e.g. ``val_error`` by ``val_count``: several sets in one
+    evaluation), every other metric by ``count``."""
+    counts = {k[: -len("count")]: float(v) for k, v in totals.items() if k.endswith("count")}
+    means = {}
+    for name, value in totals.items():
+        if name.endswith("count"):
+            continue
+        prefix = next((p for p in counts if p and name.startswith(p)), "")
+        if prefix not in counts:
+            raise ValueError(f"Evaluation sum {name!r} has no count: return `count` as well.")
+        means[name] = np.asarray(value) / counts[prefix]
+    return means
+
+
+def best_evaluation(records: list[dict], metric: str) -> dict | None:
+    """The periodic evaluation (``eval/`` records of ``metrics.jsonl``) with the lowest
+    ``metric``: ``{"step": ..., <its eval metrics>}``, or ``None`` if there was none."""
+    key = f"eval/{metric}"
+    evals = [r for r in records if isinstance(r.get(key), (int, float))]
+    if not evals:
+        return None
+    best = min(evals, key=lambda r: r[key])
+    return {"step": best["step"], **{k[5:]: v for k, v in best.items() if k.startswith("eval/")}}
 
 
 def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> dict:
@@ -213,6 +239,12 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         "test": {k: jsonable(v) for k, v in test_metrics.items()},
         **experiment.describe(),
     }
+    if config.get("select_best_by") and run.is_main:
+        # Early stopping read off the periodic evaluations (all of them, across resumes) and the
+        # final one.
+        final = {"step": results["steps"], **{f"eval/{k}": v for k, v in results["test"].items()}}
+        records = [*read_metrics(run.workdir), final]
+        results["best"] = best_evaluation(records, config.select_best_by)
 
     def write_figures(figures_dir):
         # Process 0 alone runs the model, on its own first device.

@@ -1,0 +1,7 @@
+"""HyperNetworks (Ha, Dai, Le, arXiv 1609.09106 v4): main networks whose weights a smaller network
+generates. The static hypernetwork itself is a layer (:class:`dfn_jax.layers.StaticHyperNetwork`);
+this package holds the papers' main networks and their configs."""
+
+from dfn_jax.models.hypernet.mnist import MNISTConvNet, MNISTNetConfig, mnist_net
+
+__all__ = ["MNISTConvNet", "MNISTNetConfig", "mnist_net"]
