@@ -1,4 +1,4 @@
-"""Pure functions on arrays: dynamic filtering, flow from filters, metrics.
+"""Pure functions on arrays: dynamic filtering, flow from filters, video and sequence metrics.
 
 Every function takes arrays first and options keyword-only, uses channels-last layout
 (``[B, H, W, C]``) and checks its arguments, raising ``ValueError`` with the argument's name,
@@ -17,11 +17,13 @@ from dfn_jax.ops._metrics import (
     ssim_openstl,
     target_entropy_per_frame,
 )
+from dfn_jax.ops._sequence_metrics import bits_per_character, token_nll
 from dfn_jax.ops._steerable import gaussian_derivative_filters, steered_filter
 
 __all__ = [
     "absolute_error_per_frame",
     "binary_cross_entropy_per_frame",
+    "bits_per_character",
     "dynamic_convolution",
     "dynamic_local_filter",
     "filter_disparity",
@@ -36,4 +38,5 @@ __all__ = [
     "steered_filter",
     "tap_offsets",
     "target_entropy_per_frame",
+    "token_nll",
 ]

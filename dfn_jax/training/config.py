@@ -54,6 +54,7 @@ def base_config(*, experiment: str, variant: str = "") -> ml_collections.ConfigD
     config.select_best_by = ""
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 3
+    config.max_train_time_s = 0.0  # > 0: stop (saved, then evaluated) after this much training
     config.eval_batch_size = 16
     config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices.
 

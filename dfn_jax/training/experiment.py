@@ -64,7 +64,6 @@ class Experiment(abc.ABC):
         (:meth:`example_keys` gives every example its own key, which makes that easy).
         """
 
-    @abc.abstractmethod
     def loss(
         self, model: nnx.Module, batch: PyTree, key: jax.Array
     ) -> tuple[jax.Array, Mapping[str, jax.Array]]:
@@ -74,7 +73,12 @@ class Experiment(abc.ABC):
         episodes drawn on device (a resumed run draws what an uninterrupted one would). Modules
         that keep their own ``nnx.Rngs`` (``nnx.Dropout(rate, rngs=...)``) also get fresh draws
         every step: the trainer carries every model variable, RNG counts included.
+
+        Experiments that carry state implement :meth:`carried_loss` instead.
         """
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither `loss` nor `carried_loss`."
+        )
 
     def init_carry(self) -> PyTree:
         """The carry before the first step (default: nothing, ``{}``); a pytree of arrays that

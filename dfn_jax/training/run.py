@@ -104,7 +104,7 @@ class Run:
         )
         self.writer = MetricWriter(self.workdir, enabled=self.is_main)
         self.preemption = PreemptionWatch()
-        self.start = 0
+        self.start = self.done = 0
         self.progress: Progress | None = None
         self.last_metrics: dict = {}
         self._clock_start = time.perf_counter()
@@ -119,7 +119,7 @@ class Run:
         latest, state = self.checkpointer.restore_latest(initial_state)
         if latest is not None:
             print(f"Resuming from step {latest} ({self.checkpointer.directory})", flush=True)
-        self.start = int(state["step"])
+        self.start = self.done = int(state["step"])
         self._time_offset = float(state["train_time_s"])
         self._clock_start = time.perf_counter()
         self.progress = Progress(self.total, first_step=self.start, enabled=self.is_main)
@@ -129,16 +129,30 @@ class Run:
         """Training wall time so far, across resumes."""
         return self._time_offset + time.perf_counter() - self._clock_start
 
+    def exclude_time(self, seconds: float) -> None:
+        """Leaves ``seconds`` (a periodic evaluation) out of the training wall time."""
+        self._clock_start += seconds
+
+    def out_of_time(self) -> bool:
+        """Whether the config's ``max_train_time_s`` (> 0) of training wall time is used up."""
+        budget = self.config.get("max_train_time_s", 0)
+        return bool(budget) and self.elapsed() >= budget
+
     # -- per step ---------------------------------------------------------------------------
-    def after_step(self, done: int, state: dict, metrics: Mapping, *, replicated=None) -> dict:
+    def after_step(
+        self, done: int, state: dict, metrics: Mapping, *, replicated=None, last: bool = False
+    ) -> dict:
         """Logs, checks and checkpoints after step ``done`` (1-based) as the config asks;
         returns ``state`` (with the wall clock updated when saved). Raises
         :class:`FloatingPointError` on a non-finite metric (nothing saved) and :class:`Preempted`
-        after saving when a SIGTERM arrived. ``replicated``: the sharding of the clock scalar."""
+        after saving when a SIGTERM arrived. ``replicated``: the sharding of the clock scalar;
+        ``last``: the loop ends after this step (logged and saved like the final step)."""
         config = self.config
+        self.done = done
         preempted = self.preemption.reached(done)
-        is_log = done % config.log_every_steps == 0 or done == self.total
-        is_ckpt = done % config.checkpoint_every_steps == 0 or done == self.total or preempted
+        last = last or done == self.total
+        is_log = done % config.log_every_steps == 0 or last
+        is_ckpt = done % config.checkpoint_every_steps == 0 or last or preempted
         if is_log or is_ckpt:
             self.last_metrics = jax.device_get(dict(metrics))
             self.check_finite(self.last_metrics, done)
@@ -180,9 +194,9 @@ class Run:
         self.writer.flush()
 
     def steps_per_second(self) -> float | None:
-        if self.start >= self.total:
+        if self.done <= self.start:
             return None
-        return (self.total - self.start) / max(time.perf_counter() - self._clock_start, 1e-9)
+        return (self.done - self.start) / max(time.perf_counter() - self._clock_start, 1e-9)
 
     def finish(
         self,

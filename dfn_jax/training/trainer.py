@@ -176,6 +176,11 @@ class Trainer:
         return per_count(jax.device_get(totals))
 
 
+def results_steps_short(state, total: int) -> bool:
+    """Whether training stopped before ``total`` steps (``max_train_time_s`` ran out)."""
+    return int(state["step"]) < total
+
+
 def per_count(totals: dict) -> dict:
     """Evaluation sums divided by their counts: a metric ``<prefix>_<name>`` by ``<prefix>_count``
     when the sums have one (e.g. ``val_error`` by ``val_count``: several sets in one
@@ -216,9 +221,15 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         for step in range(run.start, total):
             state, metrics = trainer.train_step(state, trainer.train_batch(step))
             done = step + 1
-            state = run.after_step(done, state, metrics, replicated=trainer.replicated)
-            if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total:
-                run.log(done, trainer.evaluate(state), prefix="eval/")
+            last = done == total or run.out_of_time()
+            state = run.after_step(done, state, metrics, replicated=trainer.replicated, last=last)
+            if last:
+                break
+            if config.eval_every_steps and done % config.eval_every_steps == 0:
+                eval_start = time.perf_counter()
+                evaluation = trainer.evaluate(state)
+                run.exclude_time(time.perf_counter() - eval_start)  # training time only
+                run.log(done, dict(evaluation, train_time_s=run.elapsed()), prefix="eval/")
     finally:
         run.close_loop()
         if run.progress is not None:
@@ -234,6 +245,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         "train_wall_time_s": train_time,
         "eval_wall_time_s": time.perf_counter() - eval_start,
         "steps_per_second": run.steps_per_second(),
+        "stopped_by_time_budget": results_steps_short(state, total),
         "devices": [str(d) for d in trainer.mesh.devices.flat],
         "num_processes": jax.process_count(),
         "test": {k: jsonable(v) for k, v in test_metrics.items()},

@@ -2,6 +2,7 @@
 generates. The static hypernetwork itself is a layer (:class:`dfn_jax.layers.StaticHyperNetwork`);
 this package holds the papers' main networks and their configs."""
 
+from dfn_jax.models.hypernet.char_lm import CharLM, CharLMConfig
 from dfn_jax.models.hypernet.mnist import MNISTConvNet, MNISTNetConfig, mnist_net
 
-__all__ = ["MNISTConvNet", "MNISTNetConfig", "mnist_net"]
+__all__ = ["CharLM", "CharLMConfig", "MNISTConvNet", "MNISTNetConfig", "mnist_net"]
