@@ -78,7 +78,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.hidden_features = 300 if variant == "small_lstm" else 256
         config.model.hyper_features = 64
         config.max_train_time_s = 1800.0  # the same wall-clock budget for both
-        config.eval_every_steps = 200
-        config.checkpoint_every_steps = 200
+        config.log_every_steps = 25
+        config.eval_every_steps = 100
+        config.checkpoint_every_steps = 100
         config.eval_rows = config.eval_batch_size = 16  # 16 contiguous rows per stream
     return args.apply(config)
