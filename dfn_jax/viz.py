@@ -132,3 +132,28 @@ def plot_kernel_grid(
         ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.7)
     return _save(fig, path)
+
+
+def plot_metric_curves(
+    curves: dict[str, Sequence[tuple[float, float]]],
+    path: pathlib.Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+) -> pathlib.Path:
+    """Several runs' curves in one figure: ``{label: [(x, y), ...]}`` (e.g. validation bits
+    per character against training time)."""
+    if not curves or not all(curves.values()):
+        raise ValueError("`curves` must map each label to a non-empty list of (x, y) points.")
+    fig, axes = _subplots(1, 1, (5.0, 3.4))
+    ax = axes[0, 0]
+    for label, points in curves.items():
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -239,3 +239,25 @@ def test_carry_and_model_variables_survive_sigkill_and_resume_bitwise(tmp_path):
     chex.assert_trees_all_equal(killed, whole)
     results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "killed")]
     assert results[0]["test"] == results[1]["test"]
+
+
+def test_a_time_budget_stops_training_saved_and_evaluated(tmp_path):
+    results = _train(tmp_path, num_train_steps=50, max_train_time_s=1e-6, eval_every_steps=1)
+    assert results["steps"] == 1 and results["stopped_by_time_budget"] is True
+    assert (tmp_path / "checkpoints" / "1").is_dir() and "mse" in results["test"]
+
+
+def test_several_evaluation_sets_and_the_best_evaluation():
+    from dfn_jax.training.trainer import best_evaluation, per_count
+
+    means = per_count({"val_error": 6.0, "val_count": 3.0, "test_error": 8.0, "test_count": 4.0})
+    assert means == {"val_error": 2.0, "test_error": 2.0}
+    with pytest.raises(ValueError, match="has no count"):
+        per_count({"mse": 1.0})
+    records = [
+        {"step": 1, "eval/val_error": 3.0, "eval/test_error": 1.0},
+        {"step": 2},
+        {"step": 3, "eval/val_error": 2.0, "eval/test_error": 4.0},
+    ]
+    assert best_evaluation(records, "val_error") == {"step": 3, "val_error": 2.0, "test_error": 4.0}
+    assert best_evaluation(records, "nope") is None
