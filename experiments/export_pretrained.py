@@ -1,0 +1,70 @@
+"""Exports a trained run's model as package data (``dfn_jax/pretrained/<name>.*``).
+
+    python -m experiments.export_pretrained --run=DIR --name=hyper_mnist --command="..."
+
+Reads the run's ``config.json`` and ``results.json`` and its latest checkpoint, and writes the
+model's variables (msgpack) with its config, the command and the test metrics (JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import ml_collections
+from absl import app, flags
+
+from dfn_jax import pretrained
+from dfn_jax.training import Checkpointer, Trainer
+from experiments.main import make_experiment
+
+_RUN = flags.DEFINE_string("run", None, "The trained run's work directory.")
+_NAME = flags.DEFINE_string("name", None, "The pretrained model's name.")
+_COMMAND = flags.DEFINE_string("command", "", "The command that trained it (for the record).")
+
+BUILDER_OF = {"hypernet.mnist": "hypernet.mnist_net", "hypernet.ptb": "hypernet.CharLM"}
+
+
+def export(
+    workdir: str | pathlib.Path,
+    name: str,
+    command: str = "",
+    directory: pathlib.Path = pretrained.HERE,
+) -> dict:
+    workdir = pathlib.Path(workdir)
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    results = json.loads((workdir / "results.json").read_text())
+    if config.experiment not in BUILDER_OF:
+        raise ValueError(f"No pretrained builder for experiment {config.experiment!r}.")
+    config.mesh.data = 1
+    experiment = make_experiment(config)
+    trainer = Trainer(experiment)
+    checkpointer = Checkpointer(workdir, async_save=False)
+    state = checkpointer.restore(checkpointer.latest_step(), trainer.init_state())
+    checkpointer.close()
+    model = trainer.bind(state["params"], state["model_state"])
+    meta = {
+        "builder": BUILDER_OF[config.experiment],
+        "config": dataclasses.asdict(experiment.model_config),
+        "experiment": config.experiment,
+        "variant": config.variant,
+        "command": command,
+        "steps": results["steps"],
+        "num_params": results["num_params"],
+        "test": results["test"],
+        "best": results.get("best"),
+    }
+    pretrained.save(name, model, meta, directory)
+    return meta
+
+
+def main(argv):
+    del argv
+    meta = export(_RUN.value, _NAME.value, _COMMAND.value)
+    print(json.dumps({k: meta[k] for k in ("builder", "num_params", "test")}, indent=2))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["run", "name"])
+    app.run(main)

@@ -1,0 +1,36 @@
+"""Pretrained models: export from a run, load in one call, same outputs; the shipped ones."""
+
+import jax
+import numpy as np
+import pytest
+
+from dfn_jax import pretrained
+from experiments import main
+from experiments.configs import hyper_mnist
+from experiments.export_pretrained import export
+
+
+@pytest.mark.slow
+def test_export_then_load_gives_the_trained_model(mnist_dir, tmp_path):
+    config = hyper_mnist.get_config(
+        "paper,batch_size=100,num_train_steps=2,eval_every_steps=0,checkpoint_every_steps=2"
+    )
+    config.mesh.data = 1
+    config.data.mnist_dir = str(mnist_dir)
+    main.train_and_evaluate(config, str(tmp_path / "run"))
+    meta = export(tmp_path / "run", "tiny", "the test", directory=tmp_path)
+    assert meta["num_params"] == 12_910 and pretrained.available(tmp_path) == ["tiny"]
+    model = pretrained.load("tiny", tmp_path)
+    images = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+    fresh = pretrained.BUILDERS[meta["builder"]](meta["config"])
+    assert not np.allclose(model(images), fresh(images))  # trained weights were restored
+    with pytest.raises(ValueError, match="No pretrained model 'nope'"):
+        pretrained.load("nope", tmp_path)
+
+
+@pytest.mark.parametrize("name", pretrained.available())
+def test_shipped_models_load_and_state_their_command_and_metrics(name):
+    meta = pretrained.info(name)
+    assert meta["command"].startswith("python -m experiments.main") and meta["test"]
+    model = pretrained.load(name)
+    assert model is not None
