@@ -150,3 +150,28 @@ class CharLM(nnx.Module):
                 f"{targets.shape}."
             )
         return self._run(tokens, state, key, lambda h, y: token_nll(self.output(h), y), targets)
+
+    def sample(
+        self, prompt: jax.Array, num_tokens: int, *, key: jax.Array, temperature: float = 1.0
+    ) -> jax.Array:
+        """Continues each row of ``prompt [B, T]`` (token ids) with ``num_tokens`` sampled ids
+        (``temperature`` 0: the most likely one); returns ``[B, num_tokens]``. No dropout."""
+        positive_int(num_tokens, name="num_tokens")
+        prompt = jnp.asarray(prompt)
+        logits, state = self(prompt, self.initial_state(prompt.shape[0]))
+        first = logits[:, -1]
+
+        def pick(logits_t, k):
+            if temperature == 0:
+                return jnp.argmax(logits_t, -1).astype(jnp.int32)
+            return jax.random.categorical(k, logits_t / temperature).astype(jnp.int32)
+
+        def step(carry, k):
+            state, logits_t = carry
+            token = pick(logits_t, k)
+            out, state = self(token[:, None], state)
+            return (state, out[:, 0]), token
+
+        keys = jax.random.split(key, num_tokens)
+        _, tokens = jax.lax.scan(step, (state, first), keys)
+        return tokens.T
