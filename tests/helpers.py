@@ -3,6 +3,7 @@ the Moving MNIST experiment shrunk to seconds, as a config and as command-line f
 
 import pathlib
 
+from dfn_jax.training.config import override
 from experiments.configs import moving_mnist as mm_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,13 +28,7 @@ def tiny_config(**overrides):
     config.model.head_features = 4
     config.model.num_input_frames = 3
     config.model.num_output_frames = 3
-    for key, value in overrides.items():
-        target = config
-        *path, last = key.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = value
-    return config
+    return override(config, overrides)
 
 
 # tiny_config as command-line overrides (for subprocess runs of experiments.main).

@@ -117,3 +117,10 @@ def choice(value, options: Sequence[str], *, name: str) -> None:
 
 FILTER_IMPLEMENTATIONS = ("fast", "xla", "reference")
 """Implementations of dynamic local filtering (``ops.dynamic_local_filter(implementation=)``)."""
+
+
+def rate(value, *, name: str) -> float:
+    """A dropout rate: a number in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
+    return float(value)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax._src.checks import positive_int
+from dfn_jax._src.checks import positive_int, rate
 
 ORTHOGONAL = nnx.initializers.orthogonal()
 GATES = 4  # i, g, f, o, in this order along the last axis
@@ -57,10 +57,13 @@ class HyperLSTMState(NamedTuple):
     hyper: LSTMState
 
 
-def _rate(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
-    return float(value)
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: zeroes each element with probability ``rate`` and scales the rest by
+    ``1 / (1 - rate)``; the identity when ``key`` is ``None`` or ``rate`` is 0."""
+    if key is None or rate == 0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 class _GateNorms(nnx.Module):
@@ -83,10 +86,7 @@ class _GateNorms(nnx.Module):
 def _lstm_update(norms, pre, state, forget_bias, dropout_rate, key):
     """``pre [B, 4, N_h]`` gate pre-activations -> the new ``LSTMState``."""
     i, g, f, o = (norms.gate(k, pre[:, k]) for k in range(GATES))
-    candidate = jnp.tanh(g)
-    if key is not None and dropout_rate > 0:
-        keep = jax.random.bernoulli(key, 1.0 - dropout_rate, candidate.shape)
-        candidate = jnp.where(keep, candidate / (1.0 - dropout_rate), 0.0)
+    candidate = dropout(jnp.tanh(g), dropout_rate, key)
     cell = jax.nn.sigmoid(f + forget_bias) * state.cell + jax.nn.sigmoid(i) * candidate
     hidden = jax.nn.sigmoid(o) * jnp.tanh(norms.cell_norm(cell))
     return LSTMState(cell, hidden)
@@ -111,7 +111,7 @@ class LSTMCell(nnx.Module):
         positive_int(in_features, name="in_features")
         self.hidden_features = positive_int(hidden_features, name="hidden_features")
         self.forget_bias = float(forget_bias)
-        self.dropout_rate = _rate("dropout_rate", dropout_rate)
+        self.dropout_rate = rate(dropout_rate, name="dropout_rate")
         h = hidden_features
         self.w_x = nnx.Param(ORTHOGONAL(rngs.params(), (in_features, GATES * h), param_dtype))
         self.w_h = nnx.Param(ORTHOGONAL(rngs.params(), (h, GATES * h), param_dtype))
@@ -162,7 +162,7 @@ class HyperLSTMCell(nnx.Module):
         n_hat = positive_int(hyper_features, name="hyper_features")
         n_z = self.z_dim = positive_int(z_dim, name="z_dim")
         self.forget_bias = float(forget_bias)
-        self.dropout_rate = _rate("dropout_rate", dropout_rate)
+        self.dropout_rate = rate(dropout_rate, name="dropout_rate")
         self.hyper_first = bool(hyper_first)
         dt = param_dtype
         self.hyper = LSTMCell(

@@ -92,20 +92,37 @@ class ConfigArg:
         return token in self.tokens
 
     def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-        """Sets each ``key=value`` override (dotted keys reach into sections); returns config."""
+        """Sets each ``key=value`` override (dotted keys reach into sections); returns config.
+
+        A string field keeps the text as written (e.g. ``model.unroll=1``), as ml_collections'
+        own ``--config.key=value`` flags do; other fields get the Python literal it spells.
+        """
         for key, text in self.overrides:
-            *path, last = key.split(".")
-            section = config
-            for part in path:
-                if part not in section:
-                    raise ValueError(f"config argument `{key}={text}`: no section `{part}`.")
-                section = section[part]
-            if last not in section:
-                raise ValueError(f"config argument `{key}={text}`: no key `{last}`.")
-            # A string field keeps the text as written (e.g. `model.unroll=1`), as
-            # ml_collections' own --config.key=value flags do.
+            section, last = _section_of(config, key, f"config argument `{key}={text}`")
             section[last] = text if isinstance(section[last], str) else _literal(text)
         return config
+
+
+def _section_of(config, key: str, what: str):
+    """``(section, last)`` such that ``section[last]`` is the dotted ``key`` of ``config``."""
+    *path, last = key.split(".")
+    section = config
+    for part in path:
+        if part not in section:
+            raise ValueError(f"{what}: no section `{part}`.")
+        section = section[part]
+    if last not in section:
+        raise ValueError(f"{what}: no key `{last}`.")
+    return section, last
+
+
+def override(config: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+    """Sets ``config[dotted key] = value`` for each item of ``values`` (keys must exist);
+    returns ``config``. ``override(config, {"batch_size": 4, "model.unroll": 1})``."""
+    for key, value in values.items():
+        section, last = _section_of(config, key, f"`{key}`")
+        section[last] = value
+    return config
 
 
 def _literal(text: str):

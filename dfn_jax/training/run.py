@@ -188,8 +188,11 @@ class Run:
 
     # -- the end ----------------------------------------------------------------------------
     def close_loop(self) -> None:
-        """Stops watching for SIGTERM and waits for saves and logs (call in a ``finally``)."""
+        """Stops watching for SIGTERM, closes the progress bar and waits for saves and logs
+        (call in a ``finally``)."""
         self.preemption.close()
+        if self.progress is not None:
+            self.progress.close()
         self.checkpointer.wait()
         self.writer.flush()
 

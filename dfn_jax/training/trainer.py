@@ -176,11 +176,6 @@ class Trainer:
         return per_count(jax.device_get(totals))
 
 
-def results_steps_short(state, total: int) -> bool:
-    """Whether training stopped before ``total`` steps (``max_train_time_s`` ran out)."""
-    return int(state["step"]) < total
-
-
 def per_count(totals: dict) -> dict:
     """Evaluation sums divided by their counts: a metric ``<prefix>_<name>`` by ``<prefix>_count``
     when the sums have one (e.g. ``val_error`` by ``val_count``: several sets in one
@@ -232,8 +227,6 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
                 run.log(done, dict(evaluation, train_time_s=run.elapsed()), prefix="eval/")
     finally:
         run.close_loop()
-        if run.progress is not None:
-            run.progress.close()
 
     train_time = float(state["train_time_s"])
     eval_start = time.perf_counter()
@@ -245,7 +238,7 @@ def train_and_evaluate(experiment: Experiment, workdir: str | os.PathLike) -> di
         "train_wall_time_s": train_time,
         "eval_wall_time_s": time.perf_counter() - eval_start,
         "steps_per_second": run.steps_per_second(),
-        "stopped_by_time_budget": results_steps_short(state, total),
+        "stopped_by_time_budget": int(state["step"]) < total,
         "devices": [str(d) for d in trainer.mesh.devices.flat],
         "num_processes": jax.process_count(),
         "test": {k: jsonable(v) for k, v in test_metrics.items()},

@@ -73,7 +73,9 @@ class CharPTB(Experiment):
         return CharLM(self.model_config, rngs=rngs)
 
     def init_carry(self):
-        return CharLM(self.model_config, rngs=nnx.Rngs(0)).initial_state(self.config.batch_size)
+        # An abstract model (nnx.eval_shape: no weights initialised) knows the state's shapes.
+        model = nnx.eval_shape(lambda: CharLM(self.model_config, rngs=nnx.Rngs(0)))
+        return model.initial_state(self.config.batch_size)
 
     def train_batch(self, step: int, rows=None) -> dict:
         segment = step % self.segments_per_epoch

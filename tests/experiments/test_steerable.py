@@ -13,6 +13,7 @@ from jax import lax
 from dfn_jax import ops
 from dfn_jax.data import textures
 from dfn_jax.models import SteerableDFN, SteerableDFNConfig, count_params
+from dfn_jax.training.config import override
 from dfn_jax.training.validation import ConfigError
 from experiments import main
 from experiments.configs import steerable as st_config
@@ -224,13 +225,7 @@ def tiny_config(variant="paper", **overrides):
     config.num_figure_examples = 1
     config.data.image_size = 16
     config.data.digit_size = 14
-    for key, value in overrides.items():
-        target = config
-        *path, last = key.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = value
-    return config
+    return override(config, overrides)
 
 
 def test_config_problems_are_reported_before_building():

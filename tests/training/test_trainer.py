@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from dfn_jax.training import Checkpointer, Trainer, read_metrics, train_and_evaluate
+from dfn_jax.training.config import override
 from dfn_jax.training.optim import kernel_mask
 from tests import toy_experiment as toy
 from tests.helpers import REPO_ROOT
@@ -23,13 +24,7 @@ from tests.helpers import REPO_ROOT
 def _config(**overrides):
     config = toy.get_config()
     config.mesh.data = 1
-    for key, value in overrides.items():
-        *path, last = key.split(".")
-        section = config
-        for part in path:
-            section = section[part]
-        section[last] = value
-    return config
+    return override(config, overrides)
 
 
 def _train(workdir, **overrides):

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax._src.checks import choice, positive_int
-from dfn_jax.layers.hyper_lstm import HyperLSTMCell, LSTMCell
+from dfn_jax._src.checks import choice, positive_int, rate
+from dfn_jax.layers.hyper_lstm import HyperLSTMCell, LSTMCell, dropout
 from dfn_jax.ops import token_nll
 
 CELLS = ("lstm", "hyper")
@@ -57,16 +57,7 @@ class CharLMConfig:
             positive_int(getattr(self, name), name=name)
         positive_int(self.embedding_features, name="embedding_features", minimum=0)
         for name in ("input_dropout", "output_dropout", "recurrent_dropout"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
-
-
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    if key is None or rate == 0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
+            rate(getattr(self, name), name=name)
 
 
 class CharLM(nnx.Module):
@@ -121,7 +112,7 @@ class CharLM(nnx.Module):
         c = self.config
         x = self._inputs(tokens)
         keys = (None,) * 3 if key is None else tuple(jax.random.split(key, 3))
-        x = _dropout(x, c.input_dropout, keys[0])
+        x = dropout(x, c.input_dropout, keys[0])
         steps = x.shape[1]
         step_keys = None if key is None else jax.random.split(keys[1], steps)
 
@@ -129,7 +120,7 @@ class CharLM(nnx.Module):
             t, x_t, k_t, e_t = inputs
             carry, h = self.cell(carry, x_t, key=k_t)
             out_key = None if key is None else jax.random.fold_in(keys[2], t)
-            return carry, readout(_dropout(h, c.output_dropout, out_key), e_t)
+            return carry, readout(dropout(h, c.output_dropout, out_key), e_t)
 
         by_time = None if extra is None else jnp.moveaxis(extra, 1, 0)
         xs = (jnp.arange(steps), jnp.moveaxis(x, 1, 0), step_keys, by_time)
