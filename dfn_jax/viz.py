@@ -141,9 +141,11 @@ def plot_metric_curves(
     xlabel: str,
     ylabel: str,
     title: str | None = None,
+    point_labels: dict[tuple[float, float], str] | None = None,
 ) -> pathlib.Path:
     """Several runs' curves in one figure: ``{label: [(x, y), ...]}`` (e.g. validation bits
-    per character against training time)."""
+    per character against training time). ``point_labels`` annotates single points: ``{(x, y):
+    text}`` (e.g. each point of a sweep with its setting)."""
     if not curves or not all(curves.values()):
         raise ValueError("`curves` must map each label to a non-empty list of (x, y) points.")
     fig, axes = _subplots(1, 1, (5.0, 3.4))
@@ -151,6 +153,8 @@ def plot_metric_curves(
     for label, points in curves.items():
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=label)
+    for (x, y), text in (point_labels or {}).items():
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title, fontsize=9)

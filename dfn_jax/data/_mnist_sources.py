@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dfn_jax.data._mnist_files import DIGIT_SIZE, MNISTFile, read_spec
+from dfn_jax.data._tfds import tfds_images_and_labels
 
 # Logged under the public module's name, as the loaders always were.
 _LOG = logging.getLogger("dfn_jax.data.mnist")
@@ -31,35 +32,7 @@ _CHUNK_BYTES = 1 << 20
 
 def from_tfds(data_dir: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray] | str:
     """Images ``[N, 28, 28]`` and labels ``[N]`` from a prepared TFDS data dir, or a reason."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        return f"tensorflow_datasets is not importable ({error})"
-    try:
-        source = tfds.data_source(
-            "mnist", split=split, data_dir=os.fspath(data_dir), download=False
-        )
-        num = len(source)
-        records: list = []
-        if hasattr(source, "__getitems__"):
-            for start in range(0, num, 4096):
-                records.extend(source.__getitems__(list(range(start, min(num, start + 4096)))))
-        else:
-            records = [source[i] for i in range(num)]
-    except Exception as error:  # noqa: BLE001 - any TFDS failure means "not available here".
-        return f"tfds.data_source('mnist', data_dir={os.fspath(data_dir)!r}) failed: {error!r}"
-    if not records:
-        return f"the TFDS mnist {split!r} split in {os.fspath(data_dir)!r} is empty"
-    images = np.stack([np.asarray(r["image"]) for r in records])
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or images.dtype != np.uint8:
-        raise ValueError(
-            f"TFDS mnist in {os.fspath(data_dir)!r} gave images of shape {images.shape[1:]} and "
-            f"dtype {images.dtype}, expected [28, 28, 1] uint8 per record."
-        )
-    labels = np.asarray([int(r["label"]) for r in records], dtype=np.uint8)
-    return np.ascontiguousarray(images), labels
+    return tfds_images_and_labels("mnist", split, data_dir, (DIGIT_SIZE, DIGIT_SIZE))
 
 
 def download_file(

@@ -30,7 +30,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dfn_jax._src.checks import int_pair
+from dfn_jax._src.checks import choice, int_pair
+
+KERNEL_NORMS = ("none", "standardize")
+"""What :class:`StaticHyperNetwork` applies to each generated kernel (``kernel_norm=``)."""
 
 
 class GeneratedKernel(nnx.Variable):
@@ -84,6 +87,11 @@ class StaticHyperNetwork(nnx.Module):
       tile: ``(in, out)`` of the basic generated kernel; ``None``: the first layer's whole kernel
         (then every layer must have that size). Each layer's ``N_in`` and ``N_out`` must be
         multiples of it.
+      kernel_norm: ``"none"`` (the generated kernel as is) or ``"standardize"``: each output
+        channel of each generated kernel shifted to zero mean and scaled to He's standard
+        deviation ``sqrt(2 / fan_in)`` over its ``kh * kw * N_in`` weights, no learned parameters
+        (our reading of the paper's "batch normalization on the generated weights" of the
+        Hyper-WRN: the statistics are over the kernel, not over a data batch).
       rngs: for the initialisation.
 
     Initialisation (the paper does not give one for the static hypernetwork): embeddings
@@ -98,6 +106,7 @@ class StaticHyperNetwork(nnx.Module):
         *,
         z_dim: int = 4,
         tile: int | Sequence[int] | None = None,
+        kernel_norm: str = "none",
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -107,6 +116,7 @@ class StaticHyperNetwork(nnx.Module):
             raise ValueError(f"`layers` names a layer twice: {list(layers)}.")
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim <= 0:
             raise ValueError(f"`z_dim` must be a positive int, got {z_dim!r}.")
+        choice(kernel_norm, KERNEL_NORMS, name="kernel_norm")
         shapes = {name: _kernel_of(_submodule(main, name), name) for name in layers}
         first = shapes[layers[0]]
         tile_in, tile_out = (first[2], first[3]) if tile is None else int_pair(tile, name="tile")
@@ -128,6 +138,7 @@ class StaticHyperNetwork(nnx.Module):
         self.kernel_size = first[:2]
         self.tile = (tile_in, tile_out)
         self.z_dim = z_dim
+        self.kernel_norm = kernel_norm
         self._grids = grids
         for name in layers:
             module = _submodule(main, name)
@@ -149,7 +160,7 @@ class StaticHyperNetwork(nnx.Module):
     @property
     def num_embeddings(self) -> int:
         """Embeddings (tiles) over all generated layers."""
-        return self.embeddings[...].shape[0]
+        return self.embeddings.shape[0]
 
     def generate(self, embeddings: jax.Array | None = None) -> dict[str, jax.Array]:
         """The generated kernels ``{layer name: kernel}`` (each in its layer's kernel shape).
@@ -175,6 +186,8 @@ class StaticHyperNetwork(nnx.Module):
             start += rows * cols
             # [rows, cols, in, kh, kw, out] -> [kh, kw, rows*in, cols*out]
             kernel = grid.transpose(3, 4, 0, 2, 1, 5).reshape(kh, kw, rows * tile_in, -1)
+            if self.kernel_norm == "standardize":
+                kernel = _standardize(kernel)
             kernels[name] = kernel.reshape(self._shapes_of(name))
         return kernels
 
@@ -207,6 +220,15 @@ class StaticHyperNetwork(nnx.Module):
         if jax.tree.leaves(updated):
             nnx.update(self.main, updated)
         return outputs
+
+
+def _standardize(kernel: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """Each output channel of ``kernel [kh, kw, in, out]`` at zero mean and standard deviation
+    ``sqrt(2 / (kh kw in))`` over its fan-in."""
+    mean = jnp.mean(kernel, axis=(0, 1, 2), keepdims=True)
+    var = jnp.var(kernel, axis=(0, 1, 2), keepdims=True)
+    fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    return (kernel - mean) * jax.lax.rsqrt(var + eps) * math.sqrt(2.0 / fan_in)
 
 
 def _with_kernels(pure: dict, kernels: dict[str, jax.Array]) -> dict:

@@ -130,6 +130,7 @@ def test_batch_statistics_of_the_main_network_update_through_the_wrapper():
         (["a", "a"], {}, "names a layer twice"),
         (["a", "b"], {}, r"not multiples of the tile \(4, 8\)"),
         (["a"], {"z_dim": 0}, "`z_dim` must be a positive int"),
+        (["a"], {"kernel_norm": "batch"}, "`kernel_norm` must be one of"),
     ],
 )
 def test_bad_arguments_name_what_is_wrong(layers, kwargs, match):
@@ -141,3 +142,16 @@ def test_embeddings_of_the_wrong_shape_are_rejected():
     hyper = mnist_net(MNISTNetConfig(), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`embeddings` must have shape \(1, 4\)"):
         hyper.generate(jnp.ones((2, 4)))
+
+
+def test_standardized_kernels_have_he_statistics_per_output_channel():
+    main = MNISTConvNet(MNISTNetConfig(), rngs=nnx.Rngs(0))
+    hyper = StaticHyperNetwork(main, ["conv2"], kernel_norm="standardize", rngs=nnx.Rngs(1))
+    z = jax.random.normal(jax.random.key(2), (1, 4)) * 3.0 + 1.0
+    kernel = np.asarray(hyper.generate(z)["conv2"]).reshape(-1, 16)  # [7*7*16, out]
+    np.testing.assert_allclose(kernel.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(kernel.std(0), np.sqrt(2.0 / kernel.shape[0]), rtol=1e-3)
+    plain = StaticHyperNetwork(_Dense(nnx.Rngs(0)), ["a"], rngs=nnx.Rngs(1))
+    assert plain.kernel_norm == "none"
+    np.testing.assert_allclose(plain.generate()["a"], _by_hand(plain, plain.embeddings[...])["a"],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip

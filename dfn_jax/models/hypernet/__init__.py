@@ -4,5 +4,15 @@ this package holds the papers' main networks and their configs."""
 
 from dfn_jax.models.hypernet.char_lm import CharLM, CharLMConfig
 from dfn_jax.models.hypernet.mnist import MNISTConvNet, MNISTNetConfig, mnist_net
+from dfn_jax.models.hypernet.wrn import WideResNet, WRNConfig, wide_resnet
 
-__all__ = ["CharLM", "CharLMConfig", "MNISTConvNet", "MNISTNetConfig", "mnist_net"]
+__all__ = [
+    "CharLM",
+    "CharLMConfig",
+    "MNISTConvNet",
+    "MNISTNetConfig",
+    "WRNConfig",
+    "WideResNet",
+    "mnist_net",
+    "wide_resnet",
+]
