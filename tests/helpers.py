@@ -50,3 +50,21 @@ TINY_FLAGS = [
     "--config.model.num_input_frames=3",
     "--config.model.num_output_frames=3",
 ]
+
+
+def write_cifar10_binary(folder: pathlib.Path, sizes: dict[str, int], seed: int = 0) -> dict:
+    """Writes CIFAR-10 binary-version batch files (``{batch}.bin``: one label byte and 3,072
+    planar pixel bytes per record) of random content into ``folder``; returns ``{batch:
+    (images [N, 32, 32, 3], labels [N])}``."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    batches = {}
+    for name, n in sizes.items():
+        images = rng.integers(0, 256, (n, 32, 32, 3), np.uint8)
+        labels = rng.integers(0, 10, n, np.uint8)
+        planar = images.transpose(0, 3, 1, 2).reshape(n, 3072)
+        (folder / f"{name}.bin").write_bytes(np.concatenate([labels[:, None], planar], 1).tobytes())
+        batches[name] = (images, labels)
+    return batches

@@ -53,14 +53,23 @@ class ImageClassification(Experiment):
         return {"images": images[order], "labels": labels[order]}
 
     def eval_batches(self, rows=None):
-        """The validation set, then the test set, each in whole batches; ``is_val`` says which."""
+        """The validation set, then the test set, in batches of ``eval_batch_size``; ``is_val``
+        says which set, and the last batch of each is padded with examples of ``weight`` 0, so
+        that every example counts once whatever the set's size."""
+        size = self.eval_batch_size
         for split, flag in (("val", 1.0), ("test", 0.0)):
             images, labels = self.splits[split]
-            for index in self.eval_indices(len(images), rows):
+            for start in range(0, len(images), size):
+                index = np.arange(start, start + size)
+                weight = (index < len(images)).astype(np.float32)
+                index = np.where(weight > 0, index, 0)
+                if rows is not None:
+                    index, weight = index[rows], weight[rows]
                 yield {
                     "images": images[index],
                     "labels": labels[index],
                     "is_val": np.full(len(index), flag, np.float32),
+                    "weight": weight,
                 }
 
     def loss(self, model, batch, key):
@@ -74,9 +83,9 @@ class ImageClassification(Experiment):
         logits = model(self.inputs(batch["images"]))
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         errors = 100.0 * (jnp.argmax(logits, -1) != batch["labels"]).astype(jnp.float32)
-        is_val = batch["is_val"]
+        is_val, counted = batch["is_val"], batch["weight"]
         sums = {}
-        for prefix, weight in (("val", is_val), ("test", 1.0 - is_val)):
+        for prefix, weight in (("val", counted * is_val), ("test", counted * (1.0 - is_val))):
             sums[f"{prefix}_error"] = jnp.sum(weight * errors)
             sums[f"{prefix}_loss"] = jnp.sum(weight * losses)
             sums[f"{prefix}_count"] = jnp.sum(weight)

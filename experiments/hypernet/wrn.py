@@ -58,9 +58,13 @@ class HyperWRN(ImageClassification):
 
     @functools.cached_property
     def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and standard deviation of the training images, in [0, 1] units."""
+        """Per-channel mean and standard deviation of the training images, in [0, 1] units, each
+        ``[1, 1, 1, 3]``."""
         pixels = self.splits["train"][0].reshape(-1, 3).astype(np.float64) / 255.0
-        return pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32)
+        mean, std = pixels.mean(0), pixels.std(0)
+        return mean.astype(np.float32).reshape(1, 1, 1, 3), std.astype(np.float32).reshape(
+            1, 1, 1, 3
+        )
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         return wide_resnet(self.model_config, rngs=rngs)
