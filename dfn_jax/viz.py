@@ -161,3 +161,29 @@ def plot_metric_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_loss_per_step(
+    losses: dict[str, np.ndarray], path: pathlib.Path, *, title: str | None = None
+) -> pathlib.Path:
+    """Optimizers compared on the same problems: ``{label: losses [problems, steps + 1]}``, the
+    mean loss per step as a line and the 25-75th percentiles across problems as a band, on a
+    log scale (the learning-to-learn paper's figures)."""
+    if not losses:
+        raise ValueError("`losses` must map at least one label to [problems, steps] arrays.")
+    fig, axes = _subplots(1, 1, (5.4, 3.6))
+    ax = axes[0, 0]
+    for label, values in losses.items():
+        values = np.asarray(values, np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"`losses[{label!r}]` must be [problems, steps], got {values.shape}.")
+        steps = np.arange(values.shape[1])
+        (line,) = ax.plot(steps, values.mean(0), lw=1.4, label=label)
+        low, high = np.percentile(values, [25, 75], axis=0)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set(xlabel="optimization step", ylabel="loss (mean; band: 25-75%)", yscale="log")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

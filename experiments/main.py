@@ -5,7 +5,8 @@
 names the module that binds model, data and loss: ``experiments/<family>/<name>.py`` as
 ``"<family>.<name>"`` (e.g. ``"dfn.moving_mnist"``), or any importable module path (a fork in
 your own package). The module's ``EXPERIMENT`` is the :class:`dfn_jax.training.Experiment`
-subclass. Re-running the same command resumes from the latest checkpoint in ``DIR``.
+subclass (or a :class:`dfn_jax.training.MetaExperiment`, run by the meta-learning loop).
+Re-running the same command resumes from the latest checkpoint in ``DIR``.
 
 Multi-host: start the same command once per process, adding ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I`` (or the environment variables ``JAX_COORDINATOR_ADDRESS``,
@@ -68,7 +69,10 @@ def make_experiment(config) -> training.Experiment:
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """The seam tests and notebooks call: train, evaluate and write results into ``workdir``."""
-    return training.train_and_evaluate(make_experiment(config), workdir)
+    experiment = make_experiment(config)
+    if isinstance(experiment, training.MetaExperiment):
+        return experiment.run(workdir)
+    return training.train_and_evaluate(experiment, workdir)
 
 
 def main(argv):

@@ -9,19 +9,20 @@ from dfn_jax.layers.hyper import GeneratedKernel, StaticHyperNetwork
 from dfn_jax.models import count_params
 from dfn_jax.models.hypernet import WideResNet, WRNConfig, wide_resnet
 
-# (width, hypernetwork): (our exact count, Table 2's rounded count, allowed relative difference)
+# (depth, width, hypernetwork): (our exact count, Table 2's rounded count, allowed difference)
 TABLE_2 = {
-    (1, False): (563_930, 563_000, 0.002),
-    (2, False): (2_243_546, 2_236_000, 0.004),
-    (1, True): (97_770, 97_000, 0.01),
-    (2, True): (155_626, 148_000, 0.06),  # about 7,500 more in the non-generated layers
+    (40, 1, False): (563_930, 563_000, 0.002),
+    (40, 2, False): (2_243_546, 2_236_000, 0.004),
+    (28, 10, False): (36_479_194, 36_480_000, 0.0001),
+    (40, 1, True): (97_770, 97_000, 0.01),
+    (40, 2, True): (155_626, 148_000, 0.06),  # about 7,500 more in the non-generated layers
 }
 
 
-@pytest.mark.parametrize("width,hyper", list(TABLE_2))
-def test_parameter_counts_against_table_2(width, hyper):
-    ours, paper, tolerance = TABLE_2[width, hyper]
-    config = WRNConfig(depth=40, width=width, hypernetwork=hyper)
+@pytest.mark.parametrize("depth,width,hyper", list(TABLE_2))
+def test_parameter_counts_against_table_2(depth, width, hyper):
+    ours, paper, tolerance = TABLE_2[depth, width, hyper]
+    config = WRNConfig(depth=depth, width=width, hypernetwork=hyper)
     model = nnx.eval_shape(lambda: wide_resnet(config, rngs=nnx.Rngs(0)))  # shapes only
     assert count_params(model) == ours
     assert abs(ours - paper) / paper < tolerance

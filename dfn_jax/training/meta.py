@@ -1,0 +1,236 @@
+"""The meta-learning loop beside the trainer: meta-training a learned optimizer by truncated
+backpropagation through the optimization it performs ("Learning to learn by gradient descent by
+gradient descent", Sec. 2).
+
+One *meta-epoch* draws ``num_problems`` fresh problems of a task (:mod:`dfn_jax.data.optimizees`,
+``vmap``-ed), and optimizes them for ``unroll_steps`` steps with the learned optimizer, in
+truncations of ``truncation`` steps. Each truncation is one meta-step: its meta-loss is the sum of
+the optimizee losses ``f(theta_t)`` after each of its updates (all weights 1), averaged over the
+problems, differentiated with respect to the optimizer's meta-parameters ``phi`` (the optimizee's
+gradients are inputs: their own derivatives are dropped unless ``second_order``), and ``phi``
+takes an Adam step. The optimizees' parameters and the optimizer's state carry over to the next
+truncation without gradient. Every ``eval_every_epochs`` the optimizer runs on fixed validation
+problems and the best ``phi`` by mean final loss is kept. The whole state (``phi``, Adam's state,
+the optimizees and their optimizer state mid-epoch, the best ``phi``) is checkpointed by
+:class:`~dfn_jax.training.run.Run`, so a killed run resumes bitwise.
+
+:func:`optimize` runs any optax optimizer on a batch of problems (the learned one and the
+baselines alike); :func:`tune_learning_rate` picks a baseline's learning rate on validation
+problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dfn_jax.training.run import Run
+
+OptimizerFn = Callable[[Any], optax.GradientTransformation]
+
+
+def optimize_scan(
+    optimizer: optax.GradientTransformation,
+    task,
+    data,
+    params,
+    opt_state,
+    problem,
+    start,
+    length: int,
+    *,
+    stop_gradients: bool = True,
+):
+    """``length`` optimization steps of one problem from step ``start``: returns ``(params,
+    opt_state)``, the losses ``f(theta_t)`` at which each step's gradient was taken
+    ``[length]``, and the loss after the last step (at step ``start + length``)."""
+
+    def body(carry, t):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(task.loss)(params, problem, t, data)
+        if stop_gradients:
+            grads = jax.lax.stop_gradient(grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    steps = start + jnp.arange(length)
+    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), steps)
+    final = task.loss(params, problem, start + length, data)
+    return (params, opt_state), values, final
+
+
+def truncation_meta_loss(
+    meta_params, optimizer_fn: OptimizerFn, task, data, params, opt_state, problems, start,
+    length: int, second_order: bool = False,
+):  # fmt: skip
+    """Mean over problems of ``sum_{t = start+1}^{start+length} f(theta_t)``; aux: the carried
+    ``(params, opt_state)`` and the mean final loss."""
+    optimizer = optimizer_fn(meta_params)
+
+    def one(params, opt_state, problem):
+        carry, values, final = optimize_scan(
+            optimizer, task, data, params, opt_state, problem, start, length,
+            stop_gradients=not second_order,
+        )  # fmt: skip
+        return jnp.sum(values[1:]) + final, carry, final
+
+    losses, carry, finals = jax.vmap(one)(params, opt_state, problems)
+    return jnp.mean(losses), (carry, jnp.mean(finals))
+
+
+def optimize(optimizer: optax.GradientTransformation, task, data, keys: jax.Array, steps: int):
+    """Runs ``optimizer`` on the problems ``task.sample(key)`` for each of ``keys`` for
+    ``steps`` steps; returns their losses ``[num_problems, steps + 1]`` (before each step and
+    after the last)."""
+
+    def one(key):
+        params, problem = task.sample(key)
+        _, values, final = optimize_scan(
+            optimizer, task, data, params, optimizer.init(params), problem, 0, steps
+        )
+        return jnp.concatenate([values, final[None]])
+
+    return jax.vmap(one)(keys)
+
+
+def tune_learning_rate(
+    make: Callable[[float], optax.GradientTransformation],
+    learning_rates: Sequence[float],
+    task,
+    data,
+    keys: jax.Array,
+    steps: int,
+) -> tuple[float, dict[float, float]]:
+    """The learning rate of ``learning_rates`` with the lowest mean final loss of
+    ``make(lr)`` on the problems of ``keys`` (non-finite counts as worst), and every rate's
+    mean final loss."""
+    scores = {}
+    for lr in learning_rates:
+        final = float(jnp.mean(optimize(make(lr), task, data, keys, steps)[:, -1]))
+        scores[float(lr)] = final if np.isfinite(final) else float("inf")
+    return min(scores, key=scores.get), scores
+
+
+def problem_keys(seed: int, purpose: int, count: int) -> jax.Array:
+    """Keys of ``count`` problems for a purpose (0 train epochs, 1 validation, 2 test, 3
+    tuning): disjoint streams of one seed."""
+    return jax.random.split(jax.random.fold_in(jax.random.key(seed), 1000 + purpose), count)
+
+
+def meta_train(
+    run: Run,
+    *,
+    optimizer_fn: OptimizerFn,
+    init_meta_params,
+    task,
+    data,
+    seed: int,
+    num_epochs: int,
+    num_problems: int,
+    unroll_steps: int,
+    truncation: int,
+    meta_optimizer: optax.GradientTransformation,
+    second_order: bool = False,
+    eval_every_epochs: int = 0,
+    num_val_problems: int = 0,
+) -> dict:
+    """Meta-trains in ``run`` (module docstring); returns the final state, whose
+    ``best_meta_params`` are the best by validation (the last ones when there is none)."""
+    if unroll_steps % truncation:
+        raise ValueError(
+            f"`unroll_steps` ({unroll_steps}) must be a multiple of `truncation` ({truncation})."
+        )
+    per_epoch = unroll_steps // truncation
+    val_keys = problem_keys(seed, 1, num_val_problems) if num_val_problems else None
+
+    def epoch_problems(epoch):
+        """The optimizees' initial parameters and the problems of meta-epoch ``epoch``."""
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), epoch), num_problems)
+        return jax.vmap(task.sample)(keys)
+
+    def init_opt_state(meta_params, params):
+        return jax.vmap(optimizer_fn(meta_params).init)(params)
+
+    params0, _ = epoch_problems(0)
+    opt_state0 = init_opt_state(init_meta_params, params0)
+    initial = {
+        "step": jnp.asarray(0, jnp.int32),
+        "train_time_s": np.float32(0.0),
+        "meta_params": init_meta_params,
+        "meta_opt_state": meta_optimizer.init(init_meta_params),
+        "params": params0,
+        "opt_state": opt_state0,
+        "best_meta_params": init_meta_params,
+        "best_val": jnp.asarray(jnp.inf, jnp.float32),
+    }
+    state = run.restore(initial)
+
+    @jax.jit
+    def meta_step(meta_params, meta_opt_state, params, opt_state, problems, start, data):
+        grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
+        (loss, (carry, final)), grads = grad_fn(
+            meta_params, optimizer_fn, task, data, params, opt_state, problems, start,
+            truncation, second_order,
+        )  # fmt: skip
+        updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
+        meta_params = optax.apply_updates(meta_params, updates)
+        carry = jax.lax.stop_gradient(carry)
+        return meta_params, meta_opt_state, carry, {"loss": loss, "final_loss": final}
+
+    @jax.jit
+    def validate(meta_params, data):
+        losses = optimize(optimizer_fn(meta_params), task, data, val_keys, unroll_steps)
+        return jnp.mean(losses[:, -1])
+
+    total = num_epochs * per_epoch
+    try:
+        for step in range(run.start, total):
+            epoch, index = divmod(step, per_epoch)
+            initial_params, problems = epoch_problems(epoch)
+            if index == 0:  # fresh problems: the optimizees and the optimizer's state restart
+                params = initial_params
+                opt_state = init_opt_state(state["meta_params"], params)
+            else:
+                params, opt_state = state["params"], state["opt_state"]
+            meta_params, meta_opt_state, (params, opt_state), metrics = meta_step(
+                state["meta_params"], state["meta_opt_state"], params, opt_state, problems,
+                index * truncation, data,
+            )  # fmt: skip
+            state = dict(
+                state,
+                step=jnp.asarray(step + 1, jnp.int32),
+                meta_params=meta_params,
+                meta_opt_state=meta_opt_state,
+                params=params,
+                opt_state=opt_state,
+            )
+            end_of_epoch = index == per_epoch - 1
+            if val_keys is not None and end_of_epoch and (epoch + 1) % eval_every_epochs == 0:
+                value = float(validate(meta_params, data))
+                run.log(step + 1, {"val_final_loss": value}, prefix="eval/")
+                if value < float(state["best_val"]):
+                    best = jnp.asarray(value, jnp.float32)
+                    state = dict(state, best_meta_params=meta_params, best_val=best)
+            state = run.after_step(step + 1, state, metrics)
+    finally:
+        run.close_loop()
+    if val_keys is None:
+        state = dict(state, best_meta_params=state["meta_params"])
+    return state
+
+
+class MetaExperiment:
+    """An experiment driven by the meta-learning loop rather than the trainer:
+    ``experiments.main`` calls :meth:`run` with the work directory and prints the results
+    (``steps``, ``num_params`` and ``test`` like the trainer's)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def run(self, workdir: str) -> dict:
+        raise NotImplementedError

@@ -1,0 +1,159 @@
+"""Meta-trains the coordinatewise LSTM optimizer on a task and compares it with tuned optax
+baselines on fresh test problems ("Learning to learn by gradient descent by gradient descent").
+
+What a run does, in its work directory:
+
+1. meta-training (:func:`dfn_jax.training.meta.meta_train`: checkpointed, resumable), keeping the
+   best meta-parameters by validation;
+2. each baseline (SGD, RMSprop, Adam, Nesterov momentum) gets its learning rate tuned on a log
+   grid on separate tuning problems (mean final loss);
+3. every optimizer runs on the same ``num_test_problems`` fresh test problems for each evaluation
+   horizon and task variant; ``results.json`` holds per optimizer the mean final loss, its
+   log10 (the authors' "log mean final error") and the tuned learning rates; one figure per
+   variant (mean and interquartile band of the loss per step);
+4. the learned optimizer is written as ``learned_optimizer.{msgpack,json}``, loadable with
+   :func:`dfn_jax.optim.load_learned_optimizer`.
+
+A subclass gives the task (``make_task(variant)``), the task's arrays, and ``num_params``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import jax
+import numpy as np
+import optax
+
+from dfn_jax import viz
+from dfn_jax.optim import init_meta_params, lstm_optimizer, save_learned_optimizer
+from dfn_jax.training import meta
+from dfn_jax.training.run import Run
+
+BASELINES = {
+    "sgd": lambda lr: optax.sgd(lr),
+    "rmsprop": lambda lr: optax.rmsprop(lr),
+    "adam": lambda lr: optax.adam(lr),
+    "nag": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+}
+
+
+class LearnedOptimizerExperiment(meta.MetaExperiment):
+    #: Task variants evaluated after meta-training: ``{name: (make_task kwargs, steps)}``.
+    def test_variants(self) -> dict[str, tuple[dict, int]]:
+        return {"default": ({}, self.config.meta.unroll_steps)}
+
+    def make_task(self, **kwargs):
+        raise NotImplementedError
+
+    def task_data(self, task) -> dict:
+        return task.arrays()
+
+    @property
+    def settings(self) -> dict:
+        learned = self.config.learned
+        return {
+            "output_scale": learned.output_scale,
+            "preprocess": learned.preprocess,
+            "preprocess_p": learned.preprocess_p,
+        }
+
+    def optimizer_fn(self, meta_params) -> optax.GradientTransformation:
+        return lstm_optimizer(meta_params, **self.settings)
+
+    def run(self, workdir: str) -> dict:
+        config = self.config
+        m, learned = config.meta, config.learned
+        task = self.make_task()
+        data = self.task_data(task)
+        phi0 = init_meta_params(
+            jax.random.fold_in(jax.random.key(config.seed), 7),
+            hidden_size=learned.hidden_size,
+            num_layers=learned.num_layers,
+            preprocess=learned.preprocess,
+            zero_output=learned.zero_output,
+        )
+        meta_optimizer = optax.adam(m.learning_rate)
+        if m.grad_clip_norm:
+            meta_optimizer = optax.chain(
+                optax.clip_by_global_norm(m.grad_clip_norm), meta_optimizer
+            )
+        total = m.num_epochs * (m.unroll_steps // m.truncation)
+        run = Run(workdir, config, total_steps=total)
+        start = time.perf_counter()
+        state = meta.meta_train(
+            run,
+            optimizer_fn=self.optimizer_fn,
+            init_meta_params=phi0,
+            task=task,
+            data=data,
+            seed=config.seed,
+            num_epochs=m.num_epochs,
+            num_problems=m.num_problems,
+            unroll_steps=m.unroll_steps,
+            truncation=m.truncation,
+            meta_optimizer=meta_optimizer,
+            second_order=m.second_order,
+            eval_every_epochs=m.eval_every_epochs,
+            num_val_problems=m.num_val_problems,
+        )
+        train_time = time.perf_counter() - start
+        phi = jax.device_get(state["best_meta_params"])
+        workdir = pathlib.Path(workdir)
+        evaluation, curves = self.evaluate(phi)
+        results = {
+            "experiment": type(self).__name__,
+            "steps": total,
+            "num_params": int(sum(np.size(x) for x in jax.tree.leaves(phi))),
+            "meta_train_wall_time_s": train_time,
+            "best_val_final_loss": float(state["best_val"]),
+            "test": {f"{k}_final_loss": v for k, v in evaluation["default"]["final_loss"].items()},
+            "evaluation": evaluation,
+        }
+        if run.is_main:
+            save_learned_optimizer(
+                workdir / "learned_optimizer",
+                phi,
+                settings=self.settings,
+                info={"task": config.task.to_dict(), "results": evaluation["default"]},
+            )
+
+        def figures(directory):
+            for variant, losses in curves.items():
+                title = f"{config.experiment}: {variant} ({config.evaluation.num_test_problems} "
+                yield viz.plot_loss_per_step(
+                    losses, directory / f"loss_{variant}.png", title=title + "test problems)"
+                )
+
+        return run.finish(results, figures)
+
+    def evaluate(self, phi) -> tuple[dict, dict]:
+        """Per task variant: the learned optimizer and each tuned baseline on the test problems."""
+        config = self.config
+        ev = config.evaluation
+        grid = [float(v) for v in 10.0 ** np.arange(ev.lr_log10_min, ev.lr_log10_max + 1e-9, 0.5)]
+        tune_keys = meta.problem_keys(config.seed, 3, ev.num_tuning_problems)
+        test_keys = meta.problem_keys(config.seed, 2, ev.num_test_problems)
+        evaluation, curves = {}, {}
+        for variant, (kwargs, steps) in self.test_variants().items():
+            task = self.make_task(**kwargs)
+            data = self.task_data(task)
+            learned = meta.optimize(self.optimizer_fn(phi), task, data, test_keys, steps)
+            losses, labels, tuned = {"learned": learned}, {"learned": "learned (LSTM)"}, {}
+            for name, make in BASELINES.items():
+                lr, scores = meta.tune_learning_rate(make, grid, task, data, tune_keys, steps)
+                tuned[name] = {"learning_rate": lr, "tuning_final_loss": scores}
+                losses[name] = meta.optimize(make(lr), task, data, test_keys, steps)
+                labels[name] = f"{name} (lr {lr:.2g})"
+            finals = {label: np.asarray(v)[:, -1] for label, v in losses.items()}
+            evaluation[variant] = {
+                "steps": steps,
+                "task": kwargs,
+                "final_loss": {k: float(v.mean()) for k, v in finals.items()},
+                "log10_mean_final_loss": {k: float(np.log10(v.mean())) for k, v in finals.items()},
+                "median_final_loss": {k: float(np.median(v)) for k, v in finals.items()},
+                "baselines": tuned,
+            }
+            curves[variant] = {labels[k]: np.asarray(v) for k, v in losses.items()}
+        return evaluation, curves
