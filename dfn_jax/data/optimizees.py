@@ -108,8 +108,8 @@ class MLPClassifier:
     def logits(self, params: list, images: jax.Array) -> jax.Array:
         x = images
         for layer in params[:-1]:
-            x = ACTIVATIONS[self.activation](x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
+            x = ACTIVATIONS[self.activation](x @ layer["w"] + layer["b"][None])
+        return x @ params[-1]["w"] + params[-1]["b"][None]
 
     def loss(self, params: list, problem: dict, step: Any, data: dict) -> jax.Array:
         key = jax.random.fold_in(jax.random.wrap_key_data(problem["data_key"]), step)

@@ -83,7 +83,8 @@ def init_meta_params(
 
 class LSTMOptimizerState(NamedTuple):
     """Per parameter leaf, the LSTM state of each coordinate: ``h`` and ``c``, each
-    ``[num_layers, size, H]`` (``size``: the leaf's number of coordinates)."""
+    ``[num_layers, size, H]`` (``size``: the leaf's number of coordinates; a scalar 0 when the
+    optimizer has no LSTM layers)."""
 
     h: Any
     c: Any
@@ -95,13 +96,13 @@ def _lstm_step(meta_params: MetaParams, x: jax.Array, h: jax.Array, c: jax.Array
     new_h, new_c = [], []
     inputs = x
     for layer, params in enumerate(meta_params["lstm"]):
-        gates = jnp.concatenate([inputs, h[layer]], axis=-1) @ params["w"] + params["b"]
+        gates = jnp.concatenate([inputs, h[layer]], axis=-1) @ params["w"] + params["b"][None]
         i, f, g, o = jnp.split(gates, 4, axis=-1)
         cell = jax.nn.sigmoid(f) * c[layer] + jax.nn.sigmoid(i) * jnp.tanh(g)
         inputs = jax.nn.sigmoid(o) * jnp.tanh(cell)
         new_h.append(inputs)
         new_c.append(cell)
-    out = inputs @ meta_params["out_w"] + meta_params["out_b"]
+    out = inputs @ meta_params["out_w"] + meta_params["out_b"][None]
     if new_h:
         h, c = jnp.stack(new_h), jnp.stack(new_c)
     return out[:, 0], h, c
@@ -139,9 +140,13 @@ def lstm_optimizer(
             f"gives {n_in}."
         )
 
+    dtype = jnp.asarray(meta_params["out_w"]).dtype  # the LSTM computes in phi's dtype
+
     def init(params):
         def zeros(leaf):
-            return jnp.zeros((len(layers), jnp.size(leaf), hidden), jnp.float32)
+            if not layers:  # no recurrent state; a scalar keeps the state checkpointable
+                return jnp.zeros((), dtype)
+            return jnp.zeros((len(layers), jnp.size(leaf), hidden), dtype)
 
         return LSTMOptimizerState(h=jax.tree.map(zeros, params), c=jax.tree.map(zeros, params))
 
@@ -149,7 +154,7 @@ def lstm_optimizer(
         del params
 
         def leaf_update(g, h, c):
-            flat = jnp.reshape(g, (-1,)).astype(jnp.float32)
+            flat = jnp.reshape(g, (-1,)).astype(dtype)
             x = preprocess_gradients(flat, preprocess_p) if preprocess else flat[:, None]
             out, h, c = _lstm_step(meta_params, x, h, c)
             return (output_scale * out).reshape(jnp.shape(g)).astype(jnp.result_type(g)), h, c
