@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dfn_jax.layers.rollout import resolve_unroll
 from dfn_jax.training.run import Run
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
@@ -45,10 +46,12 @@ def optimize_scan(
     length: int,
     *,
     stop_gradients: bool = True,
+    unroll: int | bool = 1,
 ):
     """``length`` optimization steps of one problem from step ``start``: returns ``(params,
     opt_state)``, the losses ``f(theta_t)`` at which each step's gradient was taken
-    ``[length]``, and the loss after the last step (at step ``start + length``)."""
+    ``[length]``, and the loss after the last step (at step ``start + length``). ``unroll``:
+    of the ``lax.scan`` over the steps."""
 
     def body(carry, t):
         params, opt_state = carry
@@ -59,14 +62,14 @@ def optimize_scan(
         return (optax.apply_updates(params, updates), opt_state), value
 
     steps = start + jnp.arange(length)
-    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), steps)
+    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), steps, unroll=unroll)
     final = task.loss(params, problem, start + length, data)
     return (params, opt_state), values, final
 
 
 def truncation_meta_loss(
     meta_params, optimizer_fn: OptimizerFn, task, data, params, opt_state, problems, start,
-    length: int, second_order: bool = False,
+    length: int, second_order: bool = False, *, unroll: int | bool = 1,
 ):  # fmt: skip
     """Mean over problems of ``sum_{t = start+1}^{start+length} f(theta_t)``; aux: the carried
     ``(params, opt_state)`` and the mean final loss."""
@@ -75,7 +78,7 @@ def truncation_meta_loss(
     def one(params, opt_state, problem):
         carry, values, final = optimize_scan(
             optimizer, task, data, params, opt_state, problem, start, length,
-            stop_gradients=not second_order,
+            stop_gradients=not second_order, unroll=unroll,
         )  # fmt: skip
         return jnp.sum(values[1:]) + final, carry, final
 
@@ -138,9 +141,13 @@ def meta_train(
     second_order: bool = False,
     eval_every_epochs: int = 0,
     num_val_problems: int = 0,
+    unroll: int | bool | str = "auto",
 ) -> dict:
     """Meta-trains in ``run`` (module docstring); returns the final state, whose
-    ``best_meta_params`` are the best by validation (the last ones when there is none)."""
+    ``best_meta_params`` are the best by validation (the last ones when there is none).
+    ``unroll``: of each truncation's ``lax.scan`` (``"auto"``: fully unrolled on CPU, where a
+    rolled loop's backward pass is several times slower, rolled elsewhere)."""
+    unroll = resolve_unroll(unroll)
     if unroll_steps % truncation:
         raise ValueError(
             f"`unroll_steps` ({unroll_steps}) must be a multiple of `truncation` ({truncation})."
@@ -175,7 +182,7 @@ def meta_train(
         grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
         (loss, (carry, final)), grads = grad_fn(
             meta_params, optimizer_fn, task, data, params, opt_state, problems, start,
-            truncation, second_order,
+            truncation, second_order, unroll=unroll,
         )  # fmt: skip
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)

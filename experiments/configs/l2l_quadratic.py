@@ -58,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "second_order": False,
             "eval_every_epochs": 10,
             "num_val_problems": 100,
+            "unroll": "auto",  # of each truncation's scan: fully unrolled on CPU
         }
     )
     config.evaluation = ml_collections.ConfigDict(

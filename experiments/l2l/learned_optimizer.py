@@ -97,6 +97,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             second_order=m.second_order,
             eval_every_epochs=m.eval_every_epochs,
             num_val_problems=m.num_val_problems,
+            unroll=m.unroll,
         )
         train_time = time.perf_counter() - start
         phi = jax.device_get(state["best_meta_params"])

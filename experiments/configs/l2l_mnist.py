@@ -1,0 +1,49 @@
+r"""Learned optimizer on an MNIST MLP (Andrychowicz et al., "Learning to learn by gradient descent
+by gradient descent", NIPS 2016, Sec. 3.2)::
+
+    python -m experiments.main --config=experiments/configs/l2l_mnist.py \
+        --config.data.mnist_dir=../shared/data/mnist --workdir=workdirs/l2l_mnist
+
+Optimizee: one hidden layer of 20 sigmoid units on the 60,000 training digits, cross-entropy on
+minibatches of 128, 100 steps. Optimizer: two LSTM layers of 20 units, gradients preprocessed with
+p = 10, updates scaled by 0.1. Meta-training: truncations of 20, ``meta.num_problems`` problems per
+meta-step, Adam 0.01 on the optimizer's weights (the independent reproduction's meta learning
+rate), validation on 20 fixed problems every 10 meta-epochs, the best kept. Evaluation: 100
+test problems for the trained setting and for the paper's generalisation tests (200 steps, 40
+hidden units, two hidden layers, ReLU), each baseline's learning rate tuned per test on 50 tuning
+problems.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from dfn_jax.training.config import parse_config_arg
+from experiments.configs import l2l_quadratic
+
+VARIANTS = ("paper",)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = parse_config_arg(arg, name="l2l_mnist", variants=VARIANTS, default="paper")
+    config = l2l_quadratic.get_config("paper")
+    config.experiment = "l2l.mnist"
+    config.variant = args.variant
+    config.task = ml_collections.ConfigDict(
+        {"hidden": (20,), "activation": "sigmoid", "batch_size": 128}
+    )
+    config.data = ml_collections.ConfigDict(
+        {"mnist_dir": os.environ.get("DFN_MNIST_DIR", ""), "download": True}
+    )
+    config.learned.preprocess = True
+    config.learned.output_scale = 0.1
+    config.meta.num_epochs = 400
+    config.meta.num_problems = 8
+    config.meta.learning_rate = 0.01
+    config.meta.num_val_problems = 20
+    config.evaluation.num_tuning_problems = 50
+    config.evaluation.lr_log10_min = -3.0
+    config.evaluation.lr_log10_max = 1.0
+    return args.apply(config)
