@@ -21,6 +21,7 @@ problems.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,8 +90,12 @@ def truncation_meta_loss(
 def optimize(optimizer: optax.GradientTransformation, task, data, keys: jax.Array, steps: int):
     """Runs ``optimizer`` on the problems ``task.sample(key)`` for each of ``keys`` for
     ``steps`` steps; returns their losses ``[num_problems, steps + 1]`` (before each step and
-    after the last)."""
+    after the last). Compiled once per optimizer, task and ``steps``."""
+    return _optimize(optimizer, task, steps, data, keys)
 
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _optimize(optimizer, task, steps, data, keys):
     def one(key):
         params, problem = task.sample(key)
         _, values, final = optimize_scan(
@@ -112,9 +117,13 @@ def tune_learning_rate(
     """The learning rate of ``learning_rates`` with the lowest mean final loss of
     ``make(lr)`` on the problems of ``keys`` (non-finite counts as worst), and every rate's
     mean final loss."""
+    # One compilation for the whole grid: the learning rate is an argument, not a constant.
+    final_loss = jax.jit(
+        lambda lr, data: jnp.mean(optimize(make(lr), task, data, keys, steps)[:, -1])
+    )
     scores = {}
     for lr in learning_rates:
-        final = float(jnp.mean(optimize(make(lr), task, data, keys, steps)[:, -1]))
+        final = float(final_loss(jnp.asarray(lr, jnp.float32), data))
         scores[float(lr)] = final if np.isfinite(final) else float("inf")
     return min(scores, key=scores.get), scores
 
