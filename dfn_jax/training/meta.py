@@ -176,7 +176,7 @@ def meta_train(
     opt_state0 = init_opt_state(init_meta_params, params0)
     initial = {
         "step": jnp.asarray(0, jnp.int32),
-        "train_time_s": np.float32(0.0),
+        "train_time_s": jnp.asarray(0.0, jnp.float32),
         "meta_params": init_meta_params,
         "meta_opt_state": meta_optimizer.init(init_meta_params),
         "params": params0,

@@ -2,6 +2,7 @@
 the authors' convergence test, and a bitwise resume after a kill mid-epoch."""
 
 import dataclasses
+import warnings
 
 import chex
 import jax
@@ -185,7 +186,11 @@ def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path):
     killed.after_step = kill_at_step_6
     with pytest.raises(Preempted):
         meta.meta_train(killed, **kwargs)
-    resumed = meta.meta_train(_run(tmp_path, "killed", 12, every=1), **kwargs)
+    again = _run(tmp_path, "killed", 12, every=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a checkpoint that cannot be restored warns
+        resumed = meta.meta_train(again, **kwargs)
+    assert again.start == 6  # resumed from the kill, not from scratch
     chex.assert_trees_all_equal(resumed["meta_params"], whole["meta_params"])
     chex.assert_trees_all_equal(resumed["best_meta_params"], whole["best_meta_params"])
     assert float(resumed["best_val"]) == float(whole["best_val"])
