@@ -1,7 +1,7 @@
 r"""CIFAR-10 with Hyper Residual Networks and wide residual networks (Ha, Dai, Le, HyperNetworks,
 arXiv 1609.09106 v4, Sec. 4.2, Table 2). **A GPU job**: the paper trains the plain networks for
-140,000 steps and the hypernetwork versions for 672,000 steps of batch 128 (one step of
-Hyper-WRN-40-1 is about a second on 2 CPU cores; the 672,000 would take a week there).
+140,000 steps and the hypernetwork versions for 672,000 steps of batch 128, which no CPU
+session here can do; the tests run it on small written files only.
 
 ``--config=experiments/configs/hyper_wrn.py[:VARIANT]``; variants (parameters: ours / Table 2):
 
