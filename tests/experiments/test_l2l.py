@@ -1,0 +1,59 @@
+"""The learned-optimizer experiments: configs, and a short real run of the quadratic one end to
+end (meta-training, tuned baselines, results, figures, the saved optimizer)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dfn_jax import optim
+from experiments import main
+from experiments.configs import l2l_mnist, l2l_quadratic
+
+
+def test_configs_follow_the_paper():
+    quad = l2l_quadratic.get_config()
+    assert quad.experiment == "l2l.quadratic"
+    assert (quad.learned.hidden_size, quad.learned.num_layers, quad.learned.preprocess) == (
+        20,
+        2,
+        False,
+    )
+    assert (quad.meta.unroll_steps, quad.meta.truncation) == (100, 20)
+    mnist = l2l_mnist.get_config()
+    assert mnist.experiment == "l2l.mnist" and mnist.task.activation == "sigmoid"
+    assert (mnist.learned.preprocess, mnist.learned.preprocess_p, mnist.learned.output_scale) == (
+        True,
+        10.0,
+        0.1,
+    )
+    with pytest.raises(ValueError, match="Unknown l2l_mnist variant"):
+        l2l_mnist.get_config("relu")
+
+
+@pytest.mark.slow
+def test_a_short_quadratic_run_end_to_end(tmp_path):
+    config = l2l_quadratic.get_config(
+        "paper,meta.num_epochs=2,meta.num_problems=4,meta.eval_every_epochs=1,"
+        "meta.num_val_problems=3,evaluation.num_test_problems=5,"
+        "evaluation.num_tuning_problems=3,evaluation.lr_log10_min=-2.0,"
+        "evaluation.lr_log10_max=-1.0,log_every_steps=5,checkpoint_every_steps=5"
+    )
+    results = main.train_and_evaluate(config, str(tmp_path))
+    assert results["steps"] == 10 and results["num_params"] == 5061
+    for variant in ("default", "dim_20"):
+        evaluation = results["evaluation"][variant]
+        assert set(evaluation["final_loss"]) == {"learned", "sgd", "rmsprop", "adam", "nag"}
+        for tuned in evaluation["baselines"].values():  # the half-decade grid 1e-2 .. 1e-1
+            assert np.isclose(tuned["learning_rate"], [0.01, 10**-1.5, 0.1]).any()
+            assert len(tuned["tuning_final_loss"]) == 3
+        assert np.isclose(
+            evaluation["log10_mean_final_loss"]["adam"], np.log10(evaluation["final_loss"]["adam"])
+        )
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert "figures/loss_default.png" in saved["figures"]
+    opt = optim.load_learned_optimizer(tmp_path / "learned_optimizer")
+    x = jax.numpy.ones(10)
+    updates, _ = opt.update(x, opt.init(x))
+    assert updates.shape == (10,)
