@@ -8,6 +8,7 @@ in ``[0, 1]``.
 from __future__ import annotations
 
 import pathlib
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -168,7 +169,8 @@ def plot_loss_per_step(
 ) -> pathlib.Path:
     """Optimizers compared on the same problems: ``{label: losses [problems, steps + 1]}``, the
     mean loss per step as a line and the 25-75th percentiles across problems as a band, on a
-    log scale (the learning-to-learn paper's figures)."""
+    log scale (the learning-to-learn paper's figures). Non-finite losses (a diverged run) are
+    left out of the statistics."""
     if not losses:
         raise ValueError("`losses` must map at least one label to [problems, steps] arrays.")
     fig, axes = _subplots(1, 1, (5.4, 3.6))
@@ -178,8 +180,12 @@ def plot_loss_per_step(
         if values.ndim != 2:
             raise ValueError(f"`losses[{label!r}]` must be [problems, steps], got {values.shape}.")
         steps = np.arange(values.shape[1])
-        (line,) = ax.plot(steps, values.mean(0), lw=1.4, label=label)
-        low, high = np.percentile(values, [25, 75], axis=0)
+        values = np.where(np.isfinite(values), values, np.nan)  # a diverged run leaves a gap
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps
+            mean = np.nanmean(values, 0)
+            low, high = np.nanpercentile(values, [25, 75], axis=0)
+        (line,) = ax.plot(steps, mean, lw=1.4, label=label)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, lw=0)
     ax.set(xlabel="optimization step", ylabel="loss (mean; band: 25-75%)", yscale="log")
     if title:
