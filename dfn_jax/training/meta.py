@@ -129,8 +129,8 @@ def tune_learning_rate(
 
 
 def problem_keys(seed: int, purpose: int, count: int) -> jax.Array:
-    """Keys of ``count`` problems for a purpose (0 train epochs, 1 validation, 2 test, 3
-    tuning): disjoint streams of one seed."""
+    """Keys of ``count`` problems for a purpose (1 validation, 2 test, 3 tuning): disjoint
+    streams of one seed, apart from every meta-training epoch's."""
     return jax.random.split(jax.random.fold_in(jax.random.key(seed), 1000 + purpose), count)
 
 
@@ -165,8 +165,13 @@ def meta_train(
     val_keys = problem_keys(seed, 1, num_val_problems) if num_val_problems else None
 
     def epoch_problems(epoch):
-        """The optimizees' initial parameters and the problems of meta-epoch ``epoch``."""
-        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), epoch), num_problems)
+        """The optimizees' initial parameters and the problems of meta-epoch ``epoch``: from
+        ``fold_in(key(seed), epoch)`` for the first 1,000 epochs, then from a stream of their
+        own, so that no training epoch meets the evaluation streams (:func:`problem_keys`)."""
+        root = jax.random.key(seed)
+        if epoch >= 1000:
+            root = jax.random.fold_in(root, 2000)
+        keys = jax.random.split(jax.random.fold_in(root, epoch), num_problems)
         return jax.vmap(task.sample)(keys)
 
     def init_opt_state(meta_params, params):
@@ -226,7 +231,8 @@ def meta_train(
                 opt_state=opt_state,
             )
             end_of_epoch = index == per_epoch - 1
-            if val_keys is not None and end_of_epoch and (epoch + 1) % eval_every_epochs == 0:
+            validating = val_keys is not None and eval_every_epochs > 0
+            if validating and end_of_epoch and (epoch + 1) % eval_every_epochs == 0:
                 value = float(validate(meta_params, data))
                 run.log(step + 1, {"val_final_loss": value}, prefix="eval/")
                 if value < float(state["best_val"]):
