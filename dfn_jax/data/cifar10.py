@@ -30,7 +30,8 @@ import tarfile
 
 import numpy as np
 
-from dfn_jax._src.checks import choice, positive_int
+from dfn_jax._src.checks import choice
+from dfn_jax.data._holdout import holdout_splits
 from dfn_jax.data._tfds import tfds_images_and_labels
 
 SPLITS = ("train", "test")
@@ -230,18 +231,10 @@ def cifar10_classification_splits(
     """``{"train", "val", "test"}`` -> ``(images uint8 [N, 32, 32, 3], labels int32 [N])``: the
     first ``50,000 - validation_size`` training images train, the last ``validation_size``
     validate; sources as :func:`load_cifar10`."""
-    positive_int(validation_size, name="validation_size")
     kwargs = dict(cifar_dir=cifar_dir, tfds_data_dir=tfds_data_dir)
-    images, labels = load_cifar10("train", **kwargs)
-    test_images, test_labels = load_cifar10("test", **kwargs)
-    if validation_size >= len(images):
-        raise ValueError(
-            f"`validation_size` ({validation_size}) must leave training images "
-            f"(there are {len(images)})."
-        )
-    cut = len(images) - validation_size
-    return {
-        "train": (images[:cut], labels[:cut].astype(np.int32)),
-        "val": (images[cut:], labels[cut:].astype(np.int32)),
-        "test": (test_images, test_labels.astype(np.int32)),
-    }
+    return holdout_splits(
+        load_cifar10("train", **kwargs),
+        load_cifar10("test", **kwargs),
+        validation_size=validation_size,
+        validation_from="last",
+    )

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from dfn_jax._src.checks import positive_int
+from dfn_jax.data._holdout import holdout_splits
 from dfn_jax.data.mnist import load_mnist
 
 SPLITS = ("train", "val", "test")
@@ -26,18 +26,10 @@ def mnist_classification_splits(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train", "val", "test"}`` -> ``(images uint8 [N, 28, 28], labels int32 [N])``; sources
     and arguments as in :func:`dfn_jax.data.mnist.load_mnist_digits`."""
-    positive_int(validation_size, name="validation_size")
     kwargs = dict(mnist_dir=mnist_dir, tfds_data_dir=tfds_data_dir, download=download)
-    train_images, train_labels = load_mnist("train", **kwargs)
-    test_images, test_labels = load_mnist("test", **kwargs)
-    if validation_size >= len(train_images):
-        raise ValueError(
-            f"`validation_size` ({validation_size}) must leave training images "
-            f"(there are {len(train_images)})."
-        )
-    v = validation_size
-    return {
-        "train": (train_images[v:], train_labels[v:].astype(np.int32)),
-        "val": (train_images[:v], train_labels[:v].astype(np.int32)),
-        "test": (test_images, test_labels.astype(np.int32)),
-    }
+    return holdout_splits(
+        load_mnist("train", **kwargs),
+        load_mnist("test", **kwargs),
+        validation_size=validation_size,
+        validation_from="first",
+    )

@@ -200,7 +200,6 @@ def meta_train(
         )  # fmt: skip
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)
-        carry = jax.lax.stop_gradient(carry)
         return meta_params, meta_opt_state, carry, {"loss": loss, "final_loss": final}
 
     @jax.jit
@@ -209,10 +208,13 @@ def meta_train(
         return jnp.mean(losses[:, -1])
 
     total = num_epochs * per_epoch
+    drawn_epoch = None
     try:
         for step in range(run.start, total):
             epoch, index = divmod(step, per_epoch)
-            initial_params, problems = epoch_problems(epoch)
+            if drawn_epoch != epoch:  # drawn once per epoch, not per truncation
+                initial_params, problems = epoch_problems(epoch)
+                drawn_epoch = epoch
             if index == 0:  # fresh problems: the optimizees and the optimizer's state restart
                 params = initial_params
                 opt_state = init_opt_state(state["meta_params"], params)
