@@ -2,6 +2,8 @@
 the Moving MNIST experiment shrunk to seconds, as a config and as command-line flags."""
 
 import pathlib
+import urllib.error
+import urllib.request
 
 from dfn_jax.training.config import override
 from experiments.configs import moving_mnist as mm_config
@@ -68,3 +70,20 @@ def write_cifar10_binary(folder: pathlib.Path, sizes: dict[str, int], seed: int 
         (folder / f"{name}.bin").write_bytes(np.concatenate([labels[:, None], planar], 1).tobytes())
         batches[name] = (images, labels)
     return batches
+
+
+_real_urlopen = urllib.request.urlopen
+
+
+def offline_data(monkeypatch, tmp_path: pathlib.Path, folder_variable: str) -> None:
+    """For a data loader's tests: no user folder (``folder_variable`` unset), a fresh download
+    cache under ``tmp_path``, and no network (``file:`` URLs still open)."""
+    monkeypatch.delenv(folder_variable, raising=False)
+    monkeypatch.setenv("DFN_CACHE_DIR", str(tmp_path / "default_cache"))
+
+    def no_network(url, *args, **kwargs):
+        if str(url).startswith("file:"):
+            return _real_urlopen(url, *args, **kwargs)
+        raise urllib.error.URLError(f"network disabled in tests ({url})")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)

@@ -4,6 +4,8 @@ XLA."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Sequence
 
 import jax
@@ -124,3 +126,12 @@ def rate(value, *, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
     return float(value)
+
+
+def optional_path(value, *, name: str) -> pathlib.Path | None:
+    """``value`` as a ``Path`` (``~`` expanded), ``None`` kept; anything else is an error."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}.")
+    return pathlib.Path(value).expanduser()

@@ -32,7 +32,8 @@ import pathlib
 
 import numpy as np
 
-from dfn_jax.data import _mnist_files, _mnist_sources
+from dfn_jax._src.checks import optional_path
+from dfn_jax.data import _download, _mnist_files, _mnist_sources
 from dfn_jax.data._mnist_files import (  # noqa: F401 - the constants stay importable from here
     DIGIT_SIZE,
     IMAGE_MAGIC,
@@ -73,25 +74,12 @@ class MNISTNotFoundError(FileNotFoundError):
 def default_cache_dir() -> pathlib.Path:
     """The MNIST download cache: ``$DFN_CACHE_DIR/mnist``, else ``$XDG_CACHE_HOME/dfn_jax/mnist``,
     else ``~/.cache/dfn_jax/mnist``."""
-    root = os.environ.get("DFN_CACHE_DIR")
-    if root:
-        return pathlib.Path(root).expanduser() / "mnist"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = pathlib.Path(xdg).expanduser() if xdg else pathlib.Path.home() / ".cache"
-    return base / "dfn_jax" / "mnist"
+    return _download.default_cache_dir("mnist")
 
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
-
-
-def _path_or_none(value, *, name: str) -> pathlib.Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}.")
-    return pathlib.Path(value).expanduser()
 
 
 def _not_found_message(
@@ -127,9 +115,9 @@ def _load(
     _check_split(split)
     if not isinstance(download, bool):
         raise ValueError(f"`download` must be a bool, got {download!r}.")
-    mnist_dir = _path_or_none(mnist_dir, name="mnist_dir")
-    tfds_data_dir = _path_or_none(tfds_data_dir, name="tfds_data_dir")
-    cache_dir = _path_or_none(cache_dir, name="cache_dir") or default_cache_dir()
+    mnist_dir = optional_path(mnist_dir, name="mnist_dir")
+    tfds_data_dir = optional_path(tfds_data_dir, name="tfds_data_dir")
+    cache_dir = optional_path(cache_dir, name="cache_dir") or default_cache_dir()
     specs = [MNIST_FILES[(split, kind)] for kind in kinds]
     tried = []
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import shutil
-import urllib.error
-import urllib.request
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dfn_jax.data import mnist
+from tests.helpers import offline_data
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -22,18 +21,7 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 @pytest.fixture(autouse=True)
 def _no_environment(monkeypatch, tmp_path):
     """No test reads the user's MNIST folder or cache, and none reaches the network."""
-    monkeypatch.delenv("DFN_MNIST_DIR", raising=False)
-    monkeypatch.setenv("DFN_CACHE_DIR", str(tmp_path / "default_cache"))
-
-    def no_network(url, *args, **kwargs):
-        if str(url).startswith("file:"):
-            return _real_urlopen(url, *args, **kwargs)
-        raise urllib.error.URLError(f"network disabled in tests ({url})")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-
-
-_real_urlopen = urllib.request.urlopen
+    offline_data(monkeypatch, tmp_path, "DFN_MNIST_DIR")
 
 
 def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
