@@ -10,6 +10,10 @@ problems:
   ``step`` (a minibatch task draws step ``step``'s batch from the problem's key). ``data`` is the
   task's arrays (:meth:`arrays`), passed explicitly so that ``jit`` does not bake a dataset into
   the compiled program as a constant.
+* optionally ``meta_loss(params, problem, step, data) -> scalar``: the estimate of the
+  optimizee's loss ``f(theta_t)`` that meta-training sums (without it, ``loss`` itself; a
+  minibatch task may estimate it on a larger batch of its own, which lowers the
+  meta-gradient's variance without changing what it estimates).
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ class MLPClassifier:
     """A multilayer perceptron on flattened images: ``hidden`` units per hidden layer,
     ``activation`` (sigmoid in the paper; ReLU is its failure case), softmax cross-entropy on
     minibatches of ``batch_size`` drawn uniformly with replacement per step. Weights start at
-    ``N(0, 1/fan_in)``, biases at 0.
+    ``N(0, 1/fan_in)``, biases at 0. ``meta_batch_size`` > 0: :meth:`meta_loss` estimates the
+    training loss on that many examples of its own per step (drawn independently of the
+    minibatch), 0: on the step's minibatch, like :meth:`loss`.
 
     ``images`` ``float32 [N, D]`` and ``labels`` ``int32 [N]`` are the task's arrays (not part of
     the dataclass's identity: pass them to :meth:`arrays`' caller as ``data``).
@@ -70,12 +76,14 @@ class MLPClassifier:
     hidden: tuple[int, ...] = (20,)
     activation: str = "sigmoid"
     batch_size: int = 128
+    meta_batch_size: int = 0
     images: Any = dataclasses.field(default=None, compare=False, repr=False)
     labels: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         for name in ("input_size", "num_classes", "batch_size"):
             positive_int(getattr(self, name), name=name)
+        positive_int(self.meta_batch_size, name="meta_batch_size", minimum=0)
         for width in self.hidden:
             positive_int(width, name="hidden")
         choice(self.activation, tuple(ACTIVATIONS), name="activation")
@@ -113,7 +121,16 @@ class MLPClassifier:
 
     def loss(self, params: list, problem: dict, step: Any, data: dict) -> jax.Array:
         key = jax.random.fold_in(jax.random.wrap_key_data(problem["data_key"]), step)
-        index = jax.random.randint(key, (self.batch_size,), 0, data["images"].shape[0])
+        return self._cross_entropy(params, data, key, self.batch_size)
+
+    def meta_loss(self, params: list, problem: dict, step: Any, data: dict) -> jax.Array:
+        if not self.meta_batch_size:
+            return self.loss(params, problem, step, data)
+        key = jax.random.fold_in(jax.random.wrap_key_data(problem["data_key"]), step)
+        return self._cross_entropy(params, data, jax.random.fold_in(key, 1), self.meta_batch_size)
+
+    def _cross_entropy(self, params: list, data: dict, key: jax.Array, size: int) -> jax.Array:
+        index = jax.random.randint(key, (size,), 0, data["images"].shape[0])
         logits = self.logits(params, data["images"][index])
         log_p = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(log_p, data["labels"][index][:, None], axis=1))

@@ -48,15 +48,22 @@ def optimize_scan(
     *,
     stop_gradients: bool = True,
     unroll: int | bool = 1,
+    meta: bool = False,
 ):
     """``length`` optimization steps of one problem from step ``start``: returns ``(params,
     opt_state)``, the losses ``f(theta_t)`` at which each step's gradient was taken
     ``[length]``, and the loss after the last step (at step ``start + length``). ``unroll``:
-    of the ``lax.scan`` over the steps."""
+    of the ``lax.scan`` over the steps. ``meta``: the losses returned are ``task.meta_loss``
+    (what meta-training sums; ``task.loss`` when the task has none) instead of the minibatch
+    losses ``task.loss``."""
+
+    meta_loss = getattr(task, "meta_loss", task.loss)
 
     def body(carry, t):
         params, opt_state = carry
         value, grads = jax.value_and_grad(task.loss)(params, problem, t, data)
+        if meta:
+            value = meta_loss(params, problem, t, data)
         if stop_gradients:
             grads = jax.lax.stop_gradient(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -64,7 +71,7 @@ def optimize_scan(
 
     steps = start + jnp.arange(length)
     (params, opt_state), values = jax.lax.scan(body, (params, opt_state), steps, unroll=unroll)
-    final = task.loss(params, problem, start + length, data)
+    final = (meta_loss if meta else task.loss)(params, problem, start + length, data)
     return (params, opt_state), values, final
 
 
@@ -72,14 +79,14 @@ def truncation_meta_loss(
     meta_params, optimizer_fn: OptimizerFn, task, data, params, opt_state, problems, start,
     length: int, second_order: bool = False, *, unroll: int | bool = 1,
 ):  # fmt: skip
-    """Mean over problems of ``sum_{t = start+1}^{start+length} f(theta_t)``; aux: the carried
-    ``(params, opt_state)`` and the mean final loss."""
+    """Mean over problems of ``sum_{t = start+1}^{start+length} f(theta_t)``, each ``f`` the
+    task's ``meta_loss``; aux: the carried ``(params, opt_state)`` and the mean final loss."""
     optimizer = optimizer_fn(meta_params)
 
     def one(params, opt_state, problem):
         carry, values, final = optimize_scan(
             optimizer, task, data, params, opt_state, problem, start, length,
-            stop_gradients=not second_order, unroll=unroll,
+            stop_gradients=not second_order, unroll=unroll, meta=True,
         )  # fmt: skip
         return jnp.sum(values[1:]) + final, carry, final
 

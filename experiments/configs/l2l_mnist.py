@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.experiment = "l2l.mnist"
     config.variant = args.variant
     config.task = ml_collections.ConfigDict(
-        {"hidden": (20,), "activation": "sigmoid", "batch_size": 128}
+        {"hidden": (20,), "activation": "sigmoid", "batch_size": 128, "meta_batch_size": 0}
     )
     config.data = ml_collections.ConfigDict(
         {"mnist_dir": os.environ.get("DFN_MNIST_DIR", ""), "download": True}

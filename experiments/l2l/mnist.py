@@ -31,6 +31,7 @@ class L2LMNIST(LearnedOptimizerExperiment):
             "hidden": tuple(task.hidden),
             "activation": task.activation,
             "batch_size": task.batch_size,
+            "meta_batch_size": task.meta_batch_size,
         }
         return MLPClassifier(images=images, labels=labels, **(settings | kwargs))
 

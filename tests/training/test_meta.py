@@ -228,3 +228,44 @@ def test_mlp_task_draws_batches_per_step_and_rejects_bad_data():
             truncation=20,
             meta_optimizer=optax.adam(1e-3),
         )
+
+
+def test_meta_loss_estimates_the_loss_on_its_own_batch():
+    rng = np.random.default_rng(1)
+    images, labels = rng.normal(size=(4000, 5)), rng.integers(0, 10, 4000)
+    plain = MLPClassifier(input_size=5, batch_size=8, images=images, labels=labels)
+    large = dataclasses.replace(plain, meta_batch_size=2000)
+    data = plain.arrays()
+    params, problem = plain.sample(jax.random.key(3))
+    assert float(plain.meta_loss(params, problem, 4, data)) == float(
+        plain.loss(params, problem, 4, data)
+    )
+    # The large-batch estimate is close to the loss on all examples; minibatch losses scatter.
+    full = dataclasses.replace(plain, batch_size=200_000)
+    everything = float(full.loss(params, problem, 0, data))
+    estimate = float(large.meta_loss(params, problem, 4, data))
+    assert abs(estimate - everything) < 0.05 * everything
+    assert float(large.loss(params, problem, 4, data)) == float(
+        plain.loss(params, problem, 4, data)
+    )
+    with pytest.raises(ValueError, match="`meta_batch_size`"):
+        MLPClassifier(meta_batch_size=-1)
+
+
+def test_truncation_meta_loss_sums_the_tasks_meta_loss():
+    @dataclasses.dataclass(frozen=True)
+    class Doubled(Square):
+        def meta_loss(self, params, problem, step, data):
+            return 2.0 * self.loss(params, problem, step, data)
+
+    phi = optim.init_meta_params(jax.random.key(0), num_layers=1, preprocess=False)
+    params = jax.random.normal(jax.random.key(1), (2, 3))
+
+    def value(task):
+        opt = optim.lstm_optimizer(phi, preprocess=False)
+        state = jax.vmap(opt.init)(params)
+        fn = lambda p: optim.lstm_optimizer(p, preprocess=False)  # noqa: E731
+        loss, _ = meta.truncation_meta_loss(phi, fn, task, {}, params, state, {}, 0, 4)
+        return float(loss)
+
+    np.testing.assert_allclose(value(Doubled()), 2.0 * value(Square()), rtol=1e-6)
