@@ -193,3 +193,60 @@ def plot_loss_per_step(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_one_shot_run(
+    exemplars: np.ndarray,
+    queries: np.ndarray,
+    choices: np.ndarray,
+    answers: np.ndarray,
+    path: pathlib.Path,
+    *,
+    title: str = "",
+) -> pathlib.Path:
+    """An N-way one-shot task and a model's answers: the exemplars ``[N, H, W]`` (one per
+    class), the queries ``[Q, H, W]``, and under each query the exemplar it was matched to
+    (``choices [Q]``), titled green when it is ``answers [Q]`` and red otherwise."""
+    n, q = len(exemplars), len(queries)
+    cols = max(n, q)
+    fig, axes = _subplots(3, cols, (cols * 0.75, 3 * 0.95))
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        axes[0, i].axis("on")
+        _show(axes[0, i], exemplars[i], f"class {i}")
+    for j in range(q):
+        correct = int(choices[j]) == int(answers[j])
+        for row, image in ((1, queries[j]), (2, exemplars[int(choices[j])])):
+            axes[row, j].axis("on")
+            _show(axes[row, j], image)
+        axes[2, j].set_title("right" if correct else f"wrong ({int(answers[j])})", fontsize=6,
+                             color="green" if correct else "red")  # fmt: skip
+    axes[0, 0].set_ylabel("exemplars", fontsize=7)
+    axes[1, 0].set_ylabel("queries", fontsize=7)
+    axes[2, 0].set_ylabel("matched to", fontsize=7)
+    errors = int(np.sum(np.asarray(choices) != np.asarray(answers)))
+    fig.suptitle(f"{title} ({errors}/{q} wrong)" if title else f"{errors}/{q} wrong", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_run_errors(
+    errors: Sequence[float], path: pathlib.Path, *, reference: dict[str, float] | None = None
+) -> pathlib.Path:
+    """Error (percent) per one-shot run as bars, with the mean and optional reference lines
+    (``{label: error}``, e.g. a published baseline)."""
+    errors = np.asarray(errors, np.float64)
+    fig, axes = _subplots(1, 1, (6.0, 3.0))
+    ax = axes[0, 0]
+    ax.bar(np.arange(1, len(errors) + 1), errors, color="tab:blue")
+    ax.axhline(errors.mean(), color="black", lw=1, label=f"mean {errors.mean():.1f}%")
+    for (label, value), color in zip(
+        (reference or {}).items(), ("tab:red", "tab:orange"), strict=False
+    ):
+        ax.axhline(value, color=color, lw=1, ls="--", label=f"{label} {value:.1f}%")
+    ax.set_xlabel("run")
+    ax.set_ylabel("error (%)")
+    ax.set_xticks(np.arange(1, len(errors) + 1))
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -36,3 +36,11 @@ def mnist_dir(shared_data_dir) -> pathlib.Path:
     if not path.is_dir():
         pytest.skip(f"MNIST IDX files not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def omniglot_dir(shared_data_dir) -> pathlib.Path:
+    path = shared_data_dir / "omniglot"
+    if not (path / "images_background.zip").is_file():
+        pytest.skip(f"Omniglot zips not found at {path}")
+    return path

@@ -135,3 +135,26 @@ def optional_path(value, *, name: str) -> pathlib.Path | None:
     if not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}.")
     return pathlib.Path(value).expanduser()
+
+
+def explicit_padding(padding, kernel_hw, image_hw, strides) -> tuple[tuple[int, int], ...]:
+    """``((top, bottom), (left, right))`` from ``"SAME"``, ``"VALID"``, an int or the pairs."""
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(
+                f"`padding` must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)), "
+                f"got {padding!r}."
+            )
+        pads = jax.lax.padtype_to_pads(image_hw, kernel_hw, strides, padding.upper())
+        return tuple(tuple(p) for p in pads)
+    if is_int(padding):
+        if padding < 0:
+            raise ValueError(f"`padding` must be non-negative, got {padding}.")
+        return ((int(padding),) * 2,) * 2
+    try:
+        pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+    except (TypeError, ValueError):
+        pads = ()
+    if len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
+        raise ValueError(f"`padding` must be ((top, bottom), (left, right)), got {padding!r}.")
+    return pads

@@ -68,7 +68,7 @@ def dynamic_convolution(
             f"Cin = {x.shape[3]}."
         )
     strides = _checks.int_pair(stride, name="stride")
-    pads = _explicit_padding(padding, k.shape[1:3], x.shape[1:3], strides)
+    pads = _checks.explicit_padding(padding, k.shape[1:3], x.shape[1:3], strides)
     _checks.choice(implementation, IMPLEMENTATIONS, name="implementation")
     out = _apply(
         x, k, strides=strides, pads=pads, precision=precision, implementation=implementation
@@ -83,24 +83,6 @@ def _apply(x, k, *, strides, pads, precision, implementation):
     else:
         out = _convolution_reference(x, k, strides, pads)
     return out.astype(jnp.result_type(x.dtype, k.dtype))
-
-
-def _explicit_padding(padding, kernel_hw, image_hw, strides):
-    if isinstance(padding, str):
-        if padding.upper() not in ("SAME", "VALID"):
-            raise ValueError(
-                f"`padding` must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)), "
-                f"got {padding!r}."
-            )
-        return tuple(lax.padtype_to_pads(image_hw, kernel_hw, strides, padding.upper()))
-    if isinstance(padding, int):
-        if padding < 0:
-            raise ValueError(f"`padding` must be non-negative, got {padding}.")
-        return ((padding, padding), (padding, padding))
-    pads = tuple(tuple(int(p) for p in pair) for pair in padding)
-    if len(pads) != 2 or any(len(p) != 2 for p in pads):
-        raise ValueError(f"`padding` must be ((top, bottom), (left, right)), got {padding!r}.")
-    return pads
 
 
 def _convolution_grouped(x, k, strides, pads, precision):

@@ -138,6 +138,12 @@ class Experiment(abc.ABC):
         (``model.eval()``: dropout off, batch statistics frozen).
         """
 
+    def summarize(self, metrics: dict) -> dict:
+        """The evaluation's means (:meth:`eval_sums` divided by their counts) as logged and
+        written to ``results.json``; override to derive statistics that are not means (e.g.
+        confidence intervals from means of squares). Default: unchanged."""
+        return metrics
+
     def config_problems(self) -> list[str]:
         """Problems with the experiment's own config fields (data, model), each a sentence.
 

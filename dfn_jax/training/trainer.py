@@ -173,7 +173,7 @@ class Trainer:
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         if totals is None:
             raise ValueError("The experiment's evaluation set is empty.")
-        return per_count(jax.device_get(totals))
+        return self.experiment.summarize(per_count(jax.device_get(totals)))
 
 
 def per_count(totals: dict) -> dict:

@@ -29,14 +29,6 @@ def _no_environment(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def omniglot_dir(shared_data_dir) -> pathlib.Path:
-    path = shared_data_dir / "omniglot"
-    if not (path / "images_background.zip").is_file():
-        pytest.skip(f"Omniglot zips not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def magi_greek(omniglot_dir):
     return omniglot.load_omniglot("background", alphabets=[GREEK, MAGI], omniglot_dir=omniglot_dir)
 

@@ -1,0 +1,72 @@
+"""The learnet Omniglot experiment: configs, matched parameter counts, a short real run."""
+
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from dfn_jax.models import count_params
+from dfn_jax.models.learnet import learnet_param_count
+from experiments import main
+from experiments.configs import learnet_omniglot
+
+TINY = (
+    "model.channels=(4,4,8,8),model.learnet_channels=(4,4,4,4),model.embedding_dim=8,"
+    "model.learnet_features=8,batch_size=2,num_train_queries=2,num_ways=5,num_train_steps=1,"
+    "log_every_steps=1,checkpoint_every_steps=1,eval_batch_size=2,num_val_episodes=2,"
+    "num_test_episodes=3,num_official_runs=2,num_figure_runs=1,lr_warmup_steps=0"
+)
+
+
+@pytest.mark.parametrize("variant", learnet_omniglot.VARIANTS)
+def test_each_variant_builds_with_its_documented_size(variant):
+    config = learnet_omniglot.get_config(variant)
+    assert config.experiment == "learnet.omniglot" and config.model.variant == variant
+    experiment = main.make_experiment(config)  # loads no data
+    model = experiment.build_model(nnx.Rngs(0))
+    assert count_params(model) == learnet_param_count(variant, experiment.model_config)
+
+
+def test_baselines_match_the_learnets_parameter_count():
+    learnet = learnet_param_count("learnet", main.make_experiment(
+        learnet_omniglot.get_config("learnet")).model_config)  # fmt: skip
+    for variant in ("siamese", "siamese_unshared", "siamese_learnet"):
+        experiment = main.make_experiment(learnet_omniglot.get_config(variant))
+        count = learnet_param_count(variant, experiment.model_config)
+        assert abs(count - learnet) <= 0.05 * learnet, (variant, count, learnet)
+
+
+def test_bad_variants_and_settings_fail_with_a_sentence():
+    with pytest.raises(ValueError, match="Unknown learnet_omniglot variant"):
+        learnet_omniglot.get_config("prototypical")
+    with pytest.raises(ValueError, match="Pick one learnet_omniglot variant"):
+        learnet_omniglot.get_config("learnet,siamese")
+    experiment = main.make_experiment(learnet_omniglot.get_config("learnet,loss=hinge"))
+    assert any("`loss`" in p for p in experiment.config_problems())
+    config = learnet_omniglot.get_config("learnet,num_train_queries=21")
+    assert any("`num_train_queries`" in p for p in main.make_experiment(config).config_problems())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["learnet", "siamese"])
+def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tmp_path):
+    config = learnet_omniglot.get_config(f"{variant},{TINY}")
+    config.mesh.data = 1
+    config.data.omniglot_dir = str(omniglot_dir)
+    results = main.train_and_evaluate(config, str(tmp_path))
+    test = results["test"]
+    sets = ("val", "official_runs", "within20", "across20", "within5", "across5")
+    assert {f"{s}_error" for s in sets} <= set(test)
+    assert {f"{s}_ci95" for s in sets if s != "official_runs"} <= set(test)
+    assert len(test["per_run_error"]) == 2
+    # Each run has 20 trials: errors are multiples of 5%, and the runs' mean is the set's error.
+    per_run = np.asarray(test["per_run_error"])
+    assert np.allclose(per_run % 5, 0) and np.isclose(per_run.mean(), test["official_runs_error"])
+    for s in sets:
+        assert 0 <= test[f"{s}_error"] <= 100
+    assert results["steps"] == 1 and results["variant"] == variant
+    assert len(results["val_alphabets"]) == 5 and len(results["train_alphabets"]) == 25
+    assert any(f.endswith("official_run01.png") for f in results["figures"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["num_params"] == results["num_params"]

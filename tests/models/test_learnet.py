@@ -1,0 +1,244 @@
+"""The learnet family (Bertinetto et al. 2016) and its siamese baselines: shapes, episode score
+matrices, parameter parity, a training step, errors."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from dfn_jax.layers.factorized import FactorizedConv
+from dfn_jax.models import count_params
+from dfn_jax.models.learnet import (
+    VARIANTS,
+    Learnet,
+    LearnetConfig,
+    Siamese,
+    SiameseLearnet,
+    SingleStreamLearnet,
+    learnet_model,
+    learnet_param_count,
+    matched_siamese_width,
+    scaled_channels,
+)
+from dfn_jax.models.learnet.omniglot import PredictedConv
+
+# Small enough that every variant compiles in a second or two.
+# Baseline widths given, so that building a baseline does not search for the matched width.
+SMALL = LearnetConfig(
+    channels=(8, 8, 16, 16),
+    learnet_channels=(4, 4, 8, 8),
+    embedding_dim=16,
+    learnet_features=16,
+    siamese_width=8,
+    unshared_width=6,
+)
+LEARNETS = ("learnet", "siamese_learnet", "learnet_unfactorised")
+
+
+def _images(shape, seed):
+    # NumPy, not jax.random: eager threefry compiles cost seconds per new shape on CPU.
+    return jnp.asarray(np.random.default_rng(seed).uniform(size=shape) > 0.8, jnp.float32)
+
+
+CONFIGS = {
+    **{variant: (variant, SMALL) for variant in VARIANTS},
+    "learnet_two_layers_and_linear": (
+        "learnet",
+        dataclasses.replace(SMALL, predicted_layers=(0, 2), predict_linear=True, rank=6),
+    ),
+    "siamese_learnet_linear_only": (
+        "siamese_learnet",
+        dataclasses.replace(SMALL, predicted_layers=(), predict_linear=True),
+    ),
+    "learnet_unfactorised_linear": (
+        "learnet_unfactorised",
+        dataclasses.replace(SMALL, predicted_layers=(3,), predict_linear=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_score_matrix_equals_the_scores_of_all_pairs(name):
+    variant, config = CONFIGS[name]
+    model = learnet_model(variant, config, rngs=nnx.Rngs(1))
+    queries, exemplars = _images((3, 28, 28), 2), _images((4, 28, 28, 1), 3)
+
+    @nnx.jit
+    def scores(model, queries, exemplars):
+        pairs = model(jnp.repeat(queries, 4, axis=0), jnp.tile(exemplars, (3, 1, 1, 1)))
+        single = model(queries[1:2], exemplars[2:3])  # one pair on its own
+        return model.score_matrix(queries, exemplars), pairs, single
+
+    # Queries without a channel axis, exemplars with one: both layouts are accepted.
+    matrix, pairs, single = scores(model, queries, exemplars)
+    assert matrix.shape == (3, 4) and pairs.shape == (12,) and pairs.dtype == jnp.float32
+    assert np.all(np.isfinite(pairs))
+    np.testing.assert_allclose(matrix, pairs.reshape(3, 4), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(matrix[1, 2], single[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", LEARNETS[:2])
+def test_score_matrix_predicts_once_per_episode_without_a_loop(variant, monkeypatch):
+    model = learnet_model(variant, SMALL, rngs=nnx.Rngs(0))
+    calls, original = [], Learnet.__call__
+
+    def counting(self, exemplars):
+        calls.append(exemplars.shape[0])
+        return original(self, exemplars)
+
+    monkeypatch.setattr(Learnet, "__call__", counting)
+
+    def equations(n):
+        queries, exemplars = _images((2, 28, 28), 0), _images((n, 28, 28), 1)
+        jaxpr = jax.make_jaxpr(lambda q, z: model.score_matrix(q, z))(queries, exemplars)
+        return len(jaxpr.jaxpr.eqns)
+
+    assert equations(2) == equations(5)  # the traced program does not grow with N
+    assert calls == [2, 5]  # one learnet call per episode, on all N exemplars at once
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_same_seed_same_model_and_scores(variant):
+    query, exemplar = _images((2, 28, 28), 4), _images((2, 28, 28), 5)
+    a = learnet_model(variant, SMALL, rngs=nnx.Rngs(7))
+    b = learnet_model(variant, SMALL, rngs=nnx.Rngs(7))
+    c = learnet_model(variant, SMALL, rngs=nnx.Rngs(8))
+    for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b)), strict=True):
+        np.testing.assert_array_equal(x, y)
+    score = nnx.jit(lambda model: model(query, exemplar))  # one compilation: same graph
+    np.testing.assert_array_equal(score(a), score(b))
+    np.testing.assert_array_equal(score(a), score(a))
+    assert not np.array_equal(score(a), score(c))
+
+
+def test_default_baselines_match_the_learnets_parameter_count():
+    counts = {variant: learnet_param_count(variant) for variant in VARIANTS}
+    learnet = counts["learnet"]
+    assert counts["siamese_learnet"] == learnet  # distance (a, b) vs score head (v, c): D + 1
+    for baseline in ("siamese", "siamese_unshared"):
+        assert abs(counts[baseline] - learnet) / learnet < 0.05, (baseline, counts)
+    assert counts == {  # documented in the module docstring
+        "siamese": 101_529,
+        "siamese_unshared": 99_769,
+        "learnet": 99_249,
+        "siamese_learnet": 99_249,
+        "learnet_unfactorised": 677_521,
+    }
+    assert matched_siamese_width() == 39 and matched_siamese_width(variant="siamese_unshared") == 27
+
+
+def test_a_wider_config_is_matched_too():
+    config = LearnetConfig(channels=(48, 48, 96, 96), learnet_channels=(32, 32, 64, 64))
+    learnet = learnet_param_count("learnet", config)
+    for baseline in ("siamese", "siamese_unshared"):
+        assert abs(learnet_param_count(baseline, config) - learnet) / learnet < 0.05
+
+
+def test_matched_width_is_the_closest_width():
+    target = 50_000
+    width = matched_siamese_width(SMALL, "siamese", target=target)  # ignores SMALL.siamese_width
+
+    def gap(w):
+        return abs(
+            learnet_param_count("siamese", dataclasses.replace(SMALL, siamese_width=w)) - target
+        )
+
+    assert gap(width) <= gap(width - 1) and gap(width) <= gap(width + 1)
+    assert scaled_channels(SMALL.channels, width) == (width, width, 2 * width, 2 * width)
+
+
+def test_counts_from_shapes_equal_a_built_models_and_widths_are_honoured():
+    config = dataclasses.replace(SMALL, siamese_width=5)
+    model = nnx.eval_shape(lambda: learnet_model("siamese", config, rngs=nnx.Rngs(0)))
+    assert isinstance(model, Siamese) and model.width == 5
+    assert [conv.out_features for conv in model.embedding.convs] == [5, 5, 10, 10]
+    assert count_params(model) == learnet_param_count("siamese", config)
+    learnet = learnet_model("learnet", SMALL, rngs=nnx.Rngs(0))
+    assert count_params(learnet) == learnet_param_count("learnet", SMALL)
+
+
+def test_unfactorised_learnet_predicts_whole_kernels_with_a_bigger_learnet():
+    config = LearnetConfig()
+    factorised = nnx.eval_shape(lambda: learnet_model("learnet", config, rngs=nnx.Rngs(0)))
+    whole = nnx.eval_shape(lambda: learnet_model("learnet_unfactorised", config, rngs=nnx.Rngs(0)))
+    assert isinstance(factorised.pupil.convs[1], FactorizedConv)
+    assert isinstance(whole.pupil.convs[1], PredictedConv)
+    assert factorised.pupil.predicted_shapes == ((3, 3, 32),)
+    assert whole.pupil.predicted_shapes == ((3, 3, 32, 32),)
+    f = config.learnet_features
+    head = (f + 1) * 3 * 3 * 32
+    assert count_params(factorised.learnet) - count_params(factorised.learnet.trunk) == head
+    assert count_params(whole.learnet) - count_params(whole.learnet.trunk) == head * 32
+    assert count_params(whole.learnet) > 10 * count_params(factorised.learnet)
+    # The pupil loses the factorised projections [32, 32] and [32, 32] and keeps the bias.
+    assert count_params(factorised.pupil) - count_params(whole.pupil) == 2 * 32 * 32
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_jitted_training_step_lowers_the_loss(variant):
+    model = learnet_model(variant, SMALL, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    optimizer = optax.adam(3e-3)
+    opt_state = optimizer.init(params)
+    query, exemplar = _images((16, 28, 28), 10), _images((16, 28, 28), 11)
+    labels = jnp.asarray(np.random.default_rng(12).integers(0, 2, 16), jnp.float32)
+
+    def loss_fn(params):
+        scores = nnx.merge(graphdef, params)(query, exemplar)
+        return optax.sigmoid_binary_cross_entropy(scores, labels).mean()
+
+    @jax.jit
+    def step(params, opt_state):
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    losses = []
+    for _ in range(12):
+        params, opt_state, loss = step(params, opt_state)
+        losses.append(float(loss))
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_errors_name_the_argument_and_the_expected_shape():
+    model = learnet_model("learnet", SMALL, rngs=nnx.Rngs(0))
+    good = _images((2, 28, 28), 0)
+    with pytest.raises(ValueError, match=r"`variant` must be one of .*'siamese'"):
+        learnet_model("hypernet", SMALL, rngs=nnx.Rngs(0))
+    with pytest.raises(
+        ValueError, match=r"`query` must have shape \[B, 28, 28\] or \[B, 28, 28, 1\]"
+    ):
+        model(good[:, :20], good)
+    with pytest.raises(ValueError, match=r"`exemplar` must have shape .* got \(2, 28, 28, 3\)"):
+        model(good, jnp.repeat(good[..., None], 3, axis=-1))
+    with pytest.raises(ValueError, match="same batch size B, got 2 and 1"):
+        model(good, good[:1])
+    with pytest.raises(ValueError, match=r"`exemplars` must have shape \[B, 28, 28\]"):
+        model.score_matrix(good, good[0])
+    with pytest.raises(ValueError, match="`query` must be a floating-point array"):
+        model(good.astype(jnp.uint8), good)
+    with pytest.raises(ValueError, match="`predicted_layers` must be distinct indices in 0..3"):
+        LearnetConfig(predicted_layers=(4,))
+    with pytest.raises(ValueError, match="`image_size` 8 is too small for 4 2x2 max-pools"):
+        LearnetConfig(image_size=8)
+    with pytest.raises(ValueError, match="`factorized_implementation` must be one of"):
+        LearnetConfig(factorized_implementation="loop")
+    with pytest.raises(ValueError, match="A learnet must predict something"):
+        SingleStreamLearnet(dataclasses.replace(SMALL, predicted_layers=()), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`variant` must be one of"):
+        matched_siamese_width(SMALL, "learnet")
+
+
+def test_lists_in_a_config_become_tuples_and_siamese_learnet_shares_the_prediction():
+    config = LearnetConfig(channels=[8, 8, 16, 16], learnet_channels=[4, 4, 8, 8])
+    assert config.channels == (8, 8, 16, 16) and hash(config)
+    model = SiameseLearnet(dataclasses.replace(config, embedding_dim=8), rngs=nnx.Rngs(0))
+    exemplar = _images((2, 28, 28), 1)
+    # Scoring an exemplar against itself: both streams use the same predicted embedding, so the
+    # weighted L1 distance is 0 and the score is the bias.
+    np.testing.assert_allclose(model(exemplar, exemplar), model.distance.bias[...], atol=1e-6)
