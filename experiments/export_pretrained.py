@@ -23,7 +23,11 @@ _RUN = flags.DEFINE_string("run", None, "The trained run's work directory.")
 _NAME = flags.DEFINE_string("name", None, "The pretrained model's name.")
 _COMMAND = flags.DEFINE_string("command", "", "The command that trained it (for the record).")
 
-BUILDER_OF = {"hypernet.mnist": "hypernet.mnist_net", "hypernet.ptb": "hypernet.CharLM"}
+BUILDER_OF = {
+    "hypernet.mnist": "hypernet.mnist_net",
+    "hypernet.ptb": "hypernet.CharLM",
+    "learnet.omniglot": "learnet.model",
+}
 
 
 def export(
@@ -46,7 +50,9 @@ def export(
     model = trainer.bind(state["params"], state["model_state"])
     meta = {
         "builder": BUILDER_OF[config.experiment],
-        "config": dataclasses.asdict(experiment.model_config),
+        # A family whose config does not say which model it builds adds the variant's name.
+        "config": dataclasses.asdict(experiment.model_config)
+        | ({"variant": config.model.variant} if "variant" in config.model else {}),
         "experiment": config.experiment,
         "variant": config.variant,
         "command": command,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from flax import nnx, serialization
 
 from dfn_jax.models.hypernet import CharLM, CharLMConfig, MNISTNetConfig, mnist_net
+from dfn_jax.models.learnet import LearnetConfig, learnet_model
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -26,6 +27,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 BUILDERS: dict[str, Callable[[dict], nnx.Module]] = {
     "hypernet.mnist_net": lambda c: mnist_net(MNISTNetConfig(**c), rngs=nnx.Rngs(0)),
     "hypernet.CharLM": lambda c: CharLM(CharLMConfig(**c), rngs=nnx.Rngs(0)),
+    "learnet.model": lambda c: learnet_model(
+        c["variant"],
+        LearnetConfig(**{k: v for k, v in c.items() if k != "variant"}),
+        rngs=nnx.Rngs(0),
+    ),
 }
 
 

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from dfn_jax import pretrained
+from dfn_jax.data.omniglot import load_official_runs
 from dfn_jax.models import count_params
 from dfn_jax.models.learnet import learnet_param_count
 from experiments import main
 from experiments.configs import learnet_omniglot
+from experiments.export_pretrained import export
 
 TINY = (
     "model.channels=(4,4,8,8),model.learnet_channels=(4,4,4,4),model.embedding_dim=8,"
@@ -54,7 +57,7 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     config = learnet_omniglot.get_config(f"{variant},{TINY}")
     config.mesh.data = 1
     config.data.omniglot_dir = str(omniglot_dir)
-    results = main.train_and_evaluate(config, str(tmp_path))
+    results = main.train_and_evaluate(config, str(tmp_path / "run"))
     test = results["test"]
     sets = ("val", "official_runs", "within20", "across20", "within5", "across5")
     assert {f"{s}_error" for s in sets} <= set(test)
@@ -68,5 +71,14 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     assert results["steps"] == 1 and results["variant"] == variant
     assert len(results["val_alphabets"]) == 5 and len(results["train_alphabets"]) == 25
     assert any(f.endswith("official_run01.png") for f in results["figures"])
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["num_params"] == results["num_params"]
+    # Exported as package data and loaded back, it scores as the trained model did.
+    meta = export(tmp_path / "run", "tiny", "the test", directory=tmp_path)
+    assert meta["builder"] == "learnet.model" and meta["config"]["variant"] == variant
+    model = pretrained.load("tiny", directory=tmp_path)
+    assert count_params(model) == results["num_params"]
+    runs = load_official_runs(omniglot_dir=omniglot_dir)
+    scores = model.score_matrix(runs.test[0], runs.training[0])
+    wrong = 100.0 * np.mean(np.argmax(np.asarray(scores), -1) != runs.answers[0])
+    assert wrong == test["per_run_error"][0]
