@@ -1,6 +1,8 @@
 """The learnet Omniglot experiment: configs, matched parameter counts, a short real run."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from dfn_jax.models.learnet import learnet_param_count
 from experiments import main
 from experiments.configs import learnet_omniglot
 from experiments.export_pretrained import export
+from experiments.learnet.evaluate_official import official_run_errors
+from tests.helpers import REPO_ROOT
 
 TINY = (
     "model.channels=(4,4,8,8),model.learnet_channels=(4,4,4,4),model.embedding_dim=8,"
@@ -79,6 +83,13 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     model = pretrained.load("tiny", directory=tmp_path)
     assert count_params(model) == results["num_params"]
     runs = load_official_runs(omniglot_dir=omniglot_dir)
-    scores = model.score_matrix(runs.test[0], runs.training[0])
-    wrong = 100.0 * np.mean(np.argmax(np.asarray(scores), -1) != runs.answers[0])
-    assert wrong == test["per_run_error"][0]
+    np.testing.assert_allclose(official_run_errors(model, runs)[:2], test["per_run_error"])
+    # The documented one-line evaluation, on all 20 runs.
+    command = [sys.executable, "-m", "experiments.learnet.evaluate_official", "--model=tiny",
+               f"--directory={tmp_path}", f"--omniglot_dir={omniglot_dir}", "--nodownload",
+               f"--figure={tmp_path / 'runs.png'}"]  # fmt: skip
+    out = subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    assert len(report["per_run_error"]) == 20 and report["num_params"] == results["num_params"]
+    assert report["per_run_error"][:2] == test["per_run_error"]
+    assert (tmp_path / "runs.png").is_file()
