@@ -12,7 +12,9 @@ problems), Adam 0.01 on the optimizer's weights (that reproduction's meta learni
 validation on 20 fixed problems every 20 meta-epochs, the best kept. Evaluation: 100
 test problems for the trained setting and for the paper's generalisation tests (200 steps, 40
 hidden units, two hidden layers, ReLU), each baseline's learning rate tuned per test on 50 tuning
-problems.
+problems. ``--config.task.meta_batch_size=N`` sums the meta-loss's ``f(theta_t)`` on N examples of
+its own per step instead of the step's minibatch (0, the paper's); docs/RESULTS.md has what the
+settings tried after the first run reached.
 """
 
 from __future__ import annotations
