@@ -153,23 +153,21 @@ class LearnetOmniglot(Experiment):
     # -- evaluation --------------------------------------------------------------------------
     @functools.cached_property
     def _random_sets(self) -> dict:
-        """Per evaluation set: ``(images, support_indices [E, n], query_indices [E, n], ways)``."""
+        """Per random set: ``(images, support_indices [E, n], query_indices [E, n])``, drawn once
+        (step 0 of the set's own seed)."""
         config = self.config
-        sets = {}
-        val = self.background[1]
-        sampler = omniglot_episodes(
-            val, num_ways=EVAL_WAYS, num_shots=1, num_queries=1, within_alphabet=True,
-            seed=10_000 + config.seed,
-        )  # fmt: skip
-        batch = sampler.sample(0, config.num_val_episodes)
-        sets["val"] = (val.images, batch.support_indices, batch.query_indices, EVAL_WAYS)
+        specs = {"val": (self.background[1], EVAL_WAYS, True, config.num_val_episodes, 10_000)}
         for offset, (name, (ways, within)) in enumerate(RANDOM_SETS.items()):
+            count = config.num_test_episodes
+            specs[name] = (self.evaluation, ways, within, count, 20_000 + 100 * offset)
+        sets = {}
+        for name, (data, ways, within, count, seed) in specs.items():
             sampler = omniglot_episodes(
-                self.evaluation, num_ways=ways, num_shots=1, num_queries=1,
-                within_alphabet=within, seed=20_000 + 100 * offset + config.seed,
+                data, num_ways=ways, num_shots=1, num_queries=1, within_alphabet=within,
+                seed=seed + config.seed,
             )  # fmt: skip
-            batch = sampler.sample(0, config.num_test_episodes)
-            sets[name] = (self.evaluation.images, batch.support_indices, batch.query_indices, ways)
+            batch = sampler.sample(0, count)
+            sets[name] = (data.images, batch.support_indices, batch.query_indices)
         return sets
 
     @property
@@ -179,33 +177,38 @@ class LearnetOmniglot(Experiment):
     def eval_batches(self, rows=None):
         """Each set in turn, in batches of ``eval_batch_size`` episodes of that set's way count
         (one compilation per way count); the last batch of a set is padded with episodes of
-        weight 0."""
+        weight 0. Images are gathered per batch."""
         size = self.eval_batch_size
         names = self.set_names
-        runs, k = self.official_runs, self.config.num_official_runs
-        blocks = [("official_runs", runs.training[:k], runs.test[:k], runs.answers[:k])]
-        for name, (images, support, query, _) in self._random_sets.items():
+        runs, num_runs = self.official_runs, self.config.num_official_runs
+        # Per set: its number of episodes and ``episode indices -> (support, query, labels)``.
+        blocks = [
+            ("official_runs", num_runs, lambda i: (runs.training[i], runs.test[i], runs.answers[i]))
+        ]
+        for name, (images, support, query) in self._random_sets.items():
             labels = np.broadcast_to(np.arange(support.shape[1], dtype=np.int32), query.shape)
-            blocks.append((name, images[support], images[query], labels))
-        for name, support, query, labels in blocks:
-            for start in range(0, len(support), size):
+            fetch = lambda i, im=images, s=support, q=query, y=labels: (im[s[i]], im[q[i]], y[i])  # noqa: E731
+            blocks.append((name, len(support), fetch))
+        for name, count, fetch in blocks:
+            for start in range(0, count, size):
                 index = np.arange(start, start + size)
-                weight = (index < len(support)).astype(np.float32)
+                weight = (index < count).astype(np.float32)
                 index = np.where(weight > 0, index, 0)
                 set_weight = np.zeros((size, len(names)), np.float32)
                 set_weight[:, names.index(name)] = weight
-                run_weight = np.zeros((size, k), np.float32)
+                run_weight = np.zeros((size, num_runs), np.float32)
                 if name == "official_runs":
                     run_weight[np.arange(size), index] = weight
+                support, query, labels = fetch(index)
                 batch = {
-                    "support": support[index],
-                    "query": query[index],
-                    "labels": np.asarray(labels[index], np.int32),
+                    "support": support,
+                    "query": query,
+                    "labels": np.asarray(labels, np.int32),
                     "set_weight": set_weight,
                     "run_weight": run_weight,
                 }
                 if rows is not None:
-                    batch = {k: v[rows] for k, v in batch.items()}
+                    batch = {key: value[rows] for key, value in batch.items()}
                 yield batch
 
     def eval_sums(self, model, batch):
