@@ -1,10 +1,8 @@
 """Helpers shared by the benchmarks: wall-clock medians that block on the results (with warm or
-flushed caches), compile times, compiled memory, and the host allocator setting that keeps
-large outputs from getting fresh pages on every call."""
+flushed caches), compile times and compiled memory."""
 
 from __future__ import annotations
 
-import ctypes
 import resource
 import statistics
 import time
@@ -67,35 +65,6 @@ def cache_flusher(nbytes: int = FLUSH_BYTES):
 
     flush()  # compiles both
     return flush
-
-
-def keep_freed_host_memory() -> dict:
-    """Sets glibc's malloc to reuse freed memory instead of giving it back to the OS.
-
-    By default glibc maps a large block afresh (above a threshold of at most 32 MiB, and always
-    for a block larger than a thread's 64 MiB arena heap), unmaps it when freed, and returns the
-    top of a heap once more than a trim threshold is free; the next large allocation (a 21 MB
-    filter gradient, say) then touches pages the OS must map and zero again: up to thousands of
-    page faults, milliseconds, in one call and none in the next, depending on what ran before in
-    the process. One arena, no mapped blocks and no trimming make timings independent of that
-    history (at the price of a process that keeps its peak heap). Call it before the runtime
-    starts its threads. Returns the setting, or why it was left alone (not glibc).
-    """
-    # <malloc.h> parameter numbers.
-    settings = {
-        "M_ARENA_MAX": (-8, 1),
-        "M_MMAP_MAX": (-4, 0),
-        "M_TRIM_THRESHOLD": (-1, 2**31 - 1),
-    }
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return {"applied": False, "reason": "no mallopt in this C library (not glibc)"}
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    failed = [name for name, (param, value) in settings.items() if mallopt(param, value) != 1]
-    if failed:
-        return {"applied": False, "reason": f"mallopt refused {failed}"}
-    return {"applied": True, **{name: value for name, (_, value) in settings.items()}}
 
 
 def lower_and_compile(jitted, *args) -> tuple[dict, object]:

@@ -27,11 +27,14 @@ included, starts from memory, so the ratios between them compare like with like.
 
 The header records whether "fast" ran the C++ kernels (``cpu_kernel``: built or loaded from the
 cache, compile seconds, or why not), the host allocator setting and the load average before and
-after the run. Each timing records its page faults per call: by default glibc gives freed
-memory back to the OS depending on what ran before, and a large output (the forward+backward's
-filter gradient) then gets fresh pages the OS must zero (0 to ~3,900 faults, up to several ms,
-per call in runs otherwise alike); so the run first sets malloc to keep freed memory
-(``--no-keep-freed-memory`` to leave it as it is).
+after the run. Each timing records its page faults per call. By default glibc gives large freed
+blocks back to the OS, and a large output (the forward+backward's filter gradient) then gets
+fresh pages the OS must zero on every call (thousands of faults, several ms); ``import dfn_jax``
+sets malloc to reuse freed memory when JAX computes on the CPU (``dfn_jax.host_allocator()``). The
+run measures the process as a user gets it (no setting of its own), then, unless
+``--no-system-allocator``, the same timings in a child process with
+``DFN_JAX_HOST_ALLOCATOR=system`` (glibc's defaults), under ``system_allocator``, with both
+forward+backward / forward ratios side by side in ``allocator_comparison``.
 
 Usage: ``python -m benchmarks.dynamic_filter [--shapes 256,64,64,1,9,9;16,64,64,1,9,9] [--out F]``.
 Prints one JSON document to stdout; progress goes to stderr.
@@ -43,6 +46,8 @@ import argparse
 import datetime
 import json
 import os
+import pathlib
+import subprocess
 import sys
 import time
 
@@ -51,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import dfn_jax
 from dfn_jax import ops
 from dfn_jax.ops import _cpu_kernels
 
@@ -243,10 +249,11 @@ def parse_args(argv=None):
         help="bytes written between cold-cache runs (0: time back to back only)",
     )
     p.add_argument(
-        "--keep-freed-memory",
+        "--system-allocator",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="set glibc's malloc to keep freed memory (no fresh pages per call)",
+        help="also time the shapes in a child process with glibc's default malloc "
+        "(DFN_JAX_HOST_ALLOCATOR=system)",
     )
     p.add_argument("--out", help="also write the JSON document to this file")
     args = p.parse_args(argv)
@@ -260,6 +267,45 @@ def parse_args(argv=None):
     return args
 
 
+ENV_VAR = "DFN_JAX_HOST_ALLOCATOR"
+
+
+def _child_with_system_allocator(argv) -> dict:
+    """This benchmark's document from a child process that leaves glibc's malloc as it is."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [a for a in argv if a != "--system-allocator"]
+    if "--out" in argv:
+        index = argv.index("--out")
+        del argv[index : index + 2]
+    env = dict(os.environ, **{ENV_VAR: "system"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.dynamic_filter", *argv, "--no-system-allocator"],
+        cwd=pathlib.Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout)
+
+
+def _allocator_comparison(doc: dict, system: dict) -> list[dict]:
+    """Per shape, the fast forward+backward / forward ratios with both allocator settings."""
+    rows = []
+    for mine, theirs in zip(doc["results"], system.get("results", []), strict=False):
+        row = {"shape": mine["shape"]}
+        for name, record in (("library", mine), ("system", theirs)):
+            fast = record["implementations"]["fast"]
+            row[f"{name}_forward_s"] = fast["forward"]["median_s"]
+            row[f"{name}_forward_backward_s"] = fast["forward_backward"]["median_s"]
+            row[f"{name}_fb_vs_forward"] = record["ratios"]["fast_fb_vs_fast_forward"]
+            row[f"{name}_fb_page_faults"] = fast["forward_backward"]["page_faults_per_run"]
+        rows.append(row)
+    return rows
+
+
 def _load_average():
     try:
         return list(os.getloadavg())
@@ -269,12 +315,6 @@ def _load_average():
 
 def main(argv=None):
     args = parse_args(argv)
-    # Before the first large allocation: a timing should not depend on the allocator's history.
-    allocator = (
-        _timing.keep_freed_host_memory()
-        if args.keep_freed_memory
-        else {"applied": False, "reason": "off"}
-    )
     dtype = jnp.dtype(args.dtype)
     device = jax.devices()[0]
     doc = {
@@ -290,7 +330,7 @@ def main(argv=None):
         "filters": "shared over channels, [B, H, W, kh*kw]",
         # Builds (or loads) the kernels now, so that their compile time is recorded here.
         "cpu_kernel": _cpu_kernels.status() if jax.default_backend() == "cpu" else None,
-        "host_allocator": allocator,
+        "host_allocator": dfn_jax.host_allocator(),
         "flush_bytes": args.flush_bytes,
         "load_average_start": _load_average(),
         "results": [],
@@ -302,6 +342,10 @@ def main(argv=None):
         doc["results"].append(bench_shape(shape, args, dtype, flush))
     doc["load_average_end"] = _load_average()
     doc["total_wall_s"] = time.perf_counter() - start
+    if args.system_allocator and os.environ.get(ENV_VAR) != "system":
+        print("the same with glibc's default malloc (child process)", file=sys.stderr)
+        doc["system_allocator"] = _child_with_system_allocator(argv)
+        doc["allocator_comparison"] = _allocator_comparison(doc, doc["system_allocator"])
     text = json.dumps(doc, indent=2)
     print(text)
     if args.out:

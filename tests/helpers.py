@@ -1,7 +1,10 @@
 """Helpers shared by the test modules (no test module imports another): the repository root and
 the Moving MNIST experiment shrunk to seconds, as a config and as command-line flags."""
 
+import os
 import pathlib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -9,6 +12,23 @@ from dfn_jax.training.config import override
 from experiments.configs import moving_mnist as mm_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_python(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python *args`` from the repository root on the CPU, without the suite's fake devices
+    (``XLA_FLAGS``), with ``env`` added to the environment; asserts it exits with 0."""
+    environ = dict(os.environ, JAX_PLATFORMS="cpu", **env)
+    environ.pop("XLA_FLAGS", None)
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
 
 
 def tiny_config(**overrides):

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from dfn_jax._src.host_memory import host_allocator
 from dfn_jax.training.checkpoint import Checkpointer
 from dfn_jax.training.metric_writer import MetricWriter, read_metrics
 from dfn_jax.training.progress import Progress
@@ -71,6 +72,12 @@ class PreemptionWatch:
 def jsonable(value):
     value = np.asarray(value)
     return value.item() if value.ndim == 0 else value.tolist()
+
+
+def host_description() -> dict:
+    """The process settings a run's speed depends on: the host allocator setting made at
+    ``import dfn_jax`` and the XLA flags."""
+    return {"allocator": host_allocator(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def scalars(metrics: Mapping) -> dict:
@@ -209,6 +216,7 @@ class Run:
         """On process 0: logs ``results["test"]`` (JSON-ready values), writes the figures
         (``write_figures(dir)`` plus the loss curves) and ``results.json``; on every process
         closes the run."""
+        results.setdefault("host", host_description())
         if self.is_main:
             from dfn_jax import viz  # figures only where they are drawn
 

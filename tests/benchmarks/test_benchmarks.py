@@ -1,29 +1,15 @@
 """Smoke tests of the benchmark scripts: tiny runs in a subprocess, one JSON document on stdout."""
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import run_python
 
 
 def run_benchmark(name, *flags):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # the suite's 8 fake devices: not wanted for a timing run
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{name}", *flags],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout)
+    return json.loads(run_python("-m", f"benchmarks.{name}", *flags, timeout=120).stdout)
 
 
 HEADER_KEYS = {"benchmark", "date", "jax_version", "backend", "device_kind", "cpu_count", "runs"}
@@ -70,8 +56,11 @@ def test_dynamic_filter_benchmark_tiny():
     (record,) = doc["results"]
     assert record["shape"] == {"B": 1, "H": 8, "W": 8, "C": 1, "kh": 3, "kw": 3}
     assert doc["flush_bytes"] == 1 << 20
-    if sys.platform.startswith("linux"):  # glibc: malloc set to keep freed memory
+    if sys.platform.startswith("linux"):  # glibc: import dfn_jax set malloc to keep freed memory
         assert doc["host_allocator"]["applied"] is True
+        assert doc["system_allocator"]["host_allocator"]["applied"] is False
+        (row,) = doc["allocator_comparison"]
+        assert row["library_fb_vs_forward"] > 0 and row["system_fb_vs_forward"] > 0
     keys = {"bytes", "copy", "roofline_s", "roofline_cold_s", "implementations", "ratios"}
     assert keys | {"ratios_cold"} <= record.keys()
     assert set(record["implementations"]) == {"fast", "xla", "reference", "patches"}
@@ -89,13 +78,13 @@ def test_dynamic_filter_benchmark_tiny():
 
 
 @pytest.mark.slow
-def test_dynamic_filter_benchmark_without_flush_or_allocator_setting():
+def test_dynamic_filter_benchmark_without_flush_or_allocator_comparison():
     doc = run_benchmark(
         "dynamic_filter",
         *("--shapes", "1,8,8,1,3,3", "--runs", "2", "--implementations", "fast"),
-        *("--flush-bytes", "0", "--no-keep-freed-memory"),
+        *("--flush-bytes", "0", "--no-system-allocator"),
     )
-    assert doc["host_allocator"] == {"applied": False, "reason": "off"}
+    assert "system_allocator" not in doc and "allocator_comparison" not in doc
     (record,) = doc["results"]
     assert "cold" not in record["implementations"]["fast"]["forward"]
     assert "ratios_cold" not in record and "roofline_cold_s" not in record
