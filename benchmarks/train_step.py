@@ -26,13 +26,17 @@ gradients is extremely slow there (jax issue 12868; about 750 s per paper train 
 reported in the project brief for this model; not re-measured here),
 so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``true,1``.
 
-Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--runs 5] [--unroll true,1]
-[--dtype float32,bfloat16] [--remat false,true] [--batch-size 16] [--eval-batch 100]
+``--cli`` also runs the first setting's config through the command line's loop
+(``experiments.main.train_and_evaluate``, batches generated from the embedded shapes) for ``1 +
+warmup`` and ``1 + warmup + runs`` steps and reports the difference per step beside the bare
+step's median (``cli.vs_benchmark``): the host work around the compiled step.
+
+Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--cli] [--runs 5] [--unroll
+true,1] [--dtype float32,bfloat16] [--remat false,true] [--batch-size 16] [--eval-batch 100]
 [--compile-only] [--small] [--out F]``. ``--compile-only`` reports compile times, compiled memory
 and FLOPs without running a step: how the rolled loop's memory responds to ``--remat`` can be read
-on CPU, where running it is too slow. ``--small`` is a seconds-long smoke
-configuration (widths 4, batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to
-stdout; progress goes to stderr.
+on CPU, where running it is too slow. ``--small`` is a seconds-long smoke configuration (widths 4,
+batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 
 import jax
@@ -51,7 +56,7 @@ import numpy as np
 
 from dfn_jax.training.trainer import Trainer
 from experiments.configs import moving_mnist as mm_config
-from experiments.main import make_experiment
+from experiments.main import make_experiment, train_and_evaluate
 
 try:
     from benchmarks._timing import lower_and_compile, median_time, memory_of
@@ -235,6 +240,36 @@ def bench_setting(args, setting) -> tuple[dict, object]:
     return record, config
 
 
+def bench_cli(args, setting, benchmark_step_s: float) -> dict:
+    """The command line's time per step for the same config: ``train_and_evaluate`` (what
+    ``experiments.main`` runs: batches generated from the embedded shapes, logging, checkpoint
+    checks, the progress bar) for ``1 + warmup`` and for ``1 + warmup + runs`` steps in fresh work
+    directories; the difference of the two wall times over ``runs`` is the loop's time per step
+    (compiling, the final evaluation and the figures cancel out)."""
+    config = build_config(args, setting)
+    config.num_eval_sequences = config.eval_batch_size = 2 * config.batch_size
+    config.num_figure_sequences = 1
+    config.eval_every_steps = 0
+    config.checkpoint_every_steps = 10**6  # the final step's save only, in both runs
+    walls = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for steps in (1 + args.warmup, 1 + args.warmup + args.runs):
+            config.num_train_steps = steps
+            start = time.perf_counter()
+            train_and_evaluate(config, os.path.join(tmp, str(steps)))
+            walls[steps] = time.perf_counter() - start
+            print(f"  command line, {steps} steps: {walls[steps]:.1f} s", file=sys.stderr)
+    short, long = sorted(walls)
+    per_step = (walls[long] - walls[short]) / args.runs
+    return {
+        "wall_s": {str(k): v for k, v in walls.items()},
+        "per_step_s": per_step,
+        "benchmark_step_s": benchmark_step_s,
+        "vs_benchmark": per_step / benchmark_step_s,
+        "log_every_steps": config.log_every_steps,
+    }
+
+
 def compare(results: list[dict]) -> list[dict]:
     """Each setting's train step time and compiled memory relative to the first setting."""
     base = results[0]["train"]
@@ -285,6 +320,11 @@ def parse_args(argv=None):
         help="compile and report memory and FLOPs without running steps (e.g. rolled on CPU)",
     )
     p.add_argument("--small", action="store_true", help="tiny smoke-test configuration")
+    p.add_argument(
+        "--cli",
+        action="store_true",
+        help="also time the first setting's step through the command line's training loop",
+    )
     p.add_argument("--out", help="also write the JSON document to this file")
     args = p.parse_args(argv)
     on_cpu = jax.default_backend() == "cpu"
@@ -350,6 +390,10 @@ def main(argv=None):
         record, config = bench_setting(args, setting)
         doc["results"].append(record)
     doc["comparison"] = compare(doc["results"])
+    if args.cli and not args.compile_only:
+        print("the same step through the command line's loop", file=sys.stderr)
+        first = doc["results"][0]
+        doc["cli"] = bench_cli(args, args.settings[0], first["train"]["median_s"])
     model = config.model
     doc["num_params"] = doc["results"][0]["num_params"]
     doc["config"] = {

@@ -19,7 +19,7 @@ HEADER_KEYS = {"benchmark", "date", "jax_version", "backend", "device_kind", "cp
 def test_train_step_benchmark_small(tmp_path):
     out = tmp_path / "train_step.json"
     doc = run_benchmark(
-        "train_step", "--small", "--runs", "1", "--remat", "false,true", "--out", str(out)
+        "train_step", "--small", "--runs", "1", "--remat", "false,true", "--cli", "--out", str(out)
     )
     assert json.loads(out.read_text()) == doc
     assert HEADER_KEYS <= doc.keys()
@@ -43,6 +43,11 @@ def test_train_step_benchmark_small(tmp_path):
         assert "device_peak_bytes_in_use" in res and "sequences_per_s" in res
     assert len(record["train"]["times_s"]) == 1
     assert all(abs(v) < 1e3 for v in record["train"]["losses"])
+    cli = doc["cli"]
+    assert cli["benchmark_step_s"] == record["train"]["median_s"]
+    assert set(cli["wall_s"]) == {"2", "3"} and cli["vs_benchmark"] == pytest.approx(
+        cli["per_step_s"] / cli["benchmark_step_s"]
+    )
 
 
 @pytest.mark.slow

@@ -140,11 +140,12 @@ def test_small_model_shapes_range_and_extra_frames_ignored():
     np.testing.assert_allclose(short.frames, out.frames, atol=1e-6)
 
 
-@pytest.mark.parametrize(("num_input", "num_output"), [(3, 3), (2, 1)])
+@pytest.mark.parametrize(("num_input", "num_output"), [(3, 3), (2, 1), (1, 3)])
 def test_matches_a_step_by_step_python_loop(num_input, num_output):
-    """The two scans (warm-up without decoder, then prediction) equal the paper's 19-step loop.
+    """The batched context encoding, the warm-up scan (no decoder), the first prediction and the
+    prediction scan equal the paper's 19-step loop.
 
-    ``(2, 1)`` gives length-1 phases, which are called directly instead of scanned.
+    ``(2, 1)`` gives a length-1 warm-up and no prediction scan; ``(1, 3)`` no warm-up at all.
     """
     config = _small(num_input_frames=num_input, num_output_frames=num_output)
     model = _model(config)
