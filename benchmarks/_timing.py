@@ -3,6 +3,7 @@ flushed caches), compile times and compiled memory."""
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import time
@@ -117,3 +118,12 @@ def memory_of(compiled) -> dict:
 def temp_bytes(compiled) -> int | None:
     """``compiled.memory_analysis().temp_size_in_bytes``, or ``None`` where the backend lacks it."""
     return memory_of(compiled).get("temp_bytes")
+
+
+def emit(doc: dict, out: str | None) -> None:
+    """Prints a benchmark's JSON document to stdout and, with ``out``, writes it there too."""
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text + "\n")

@@ -346,11 +346,7 @@ def main(argv=None):
         print("the same with glibc's default malloc (child process)", file=sys.stderr)
         doc["system_allocator"] = _child_with_system_allocator(argv)
         doc["allocator_comparison"] = _allocator_comparison(doc, doc["system_allocator"])
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    _timing.emit(doc, args.out)
 
 
 if __name__ == "__main__":

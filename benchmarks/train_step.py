@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import resource
 import statistics
@@ -54,14 +53,15 @@ import time
 import jax
 import numpy as np
 
+from dfn_jax.training.run import host_description
 from dfn_jax.training.trainer import Trainer
 from experiments.configs import moving_mnist as mm_config
 from experiments.main import make_experiment, train_and_evaluate
 
 try:
-    from benchmarks._timing import lower_and_compile, median_time, memory_of
+    from benchmarks._timing import emit, lower_and_compile, median_time, memory_of
 except ImportError:  # run as a script: ``python benchmarks/train_step.py``
-    from _timing import lower_and_compile, median_time, memory_of
+    from _timing import emit, lower_and_compile, median_time, memory_of
 
 CPU_ROLLED_NOTE = (
     "unroll=1 not run by default on CPU: convolution gradients inside a rolled lax.scan are "
@@ -188,6 +188,7 @@ def bench_train(trainer, batch, args) -> tuple[dict, dict]:
         losses.append(float(jax.block_until_ready(metrics)["loss"]))
         print(f"  train warm-up {i}: {time.perf_counter() - start:.2f} s", file=sys.stderr)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for i in range(args.runs):
         start = time.perf_counter()
         state, metrics = compiled(state, batch)
@@ -198,6 +199,9 @@ def bench_train(trainer, batch, args) -> tuple[dict, dict]:
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"non-finite training loss: {losses}")
     res.update(median_s=statistics.median(times), min_s=min(times), runs=args.runs, times_s=times)
+    res["page_faults_per_step"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    ) / args.runs
     res["losses"] = losses
     add_rates(res, batch.shape[0])
     res["device_peak_bytes_in_use"] = device_peak_bytes()
@@ -370,6 +374,7 @@ def main(argv=None):
         "devices_used": 1,
         "cpu_count": os.cpu_count(),
         "load_average_start": list(os.getloadavg()),
+        "host": host_description(),
         "experiment": "moving_mnist",
         "variant": args.variant,
         "small": args.small,
@@ -412,11 +417,7 @@ def main(argv=None):
     }
     doc["load_average_end"] = list(os.getloadavg())
     doc["total_wall_s"] = time.perf_counter() - wall_start
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(doc, args.out)
 
 
 if __name__ == "__main__":

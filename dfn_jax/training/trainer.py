@@ -85,7 +85,9 @@ class Trainer:
             "opt_state": self.optimizer.init(params),
             "train_time_s": jnp.zeros((), jnp.float32),
         }
-        state = jax.device_put(state, self.replicated)
+        # Copies: the train step donates the state, which must not delete the initial parameters
+        # (init_state() again, bind(None), evaluate(params) of the initial model).
+        state = jax.device_put(state, self.replicated, may_alias=False)
         # Made by jitted functions so that they land on the global mesh on every process.
         seed = self.config.seed
         # Stored as raw key data (uint32): typed key arrays in a donated argument make the

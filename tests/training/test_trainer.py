@@ -65,6 +65,16 @@ def test_batch_statistics_update_and_evaluation_uses_them():
     assert frozen["mse"] != moved["mse"]
 
 
+def test_init_state_again_after_a_donated_step():
+    trainer = Trainer(toy.Toy(_config()))
+    first = trainer.init_state()
+    expected = jax.device_get(first["params"])
+    trainer.train_step(first, trainer.train_batch(0))  # donates (deletes) `first`
+    again = trainer.init_state()
+    chex.assert_trees_all_equal(jax.device_get(again["params"]), expected)
+    trainer.train_step(again, trainer.train_batch(0))
+
+
 def test_carry_counts_steps_and_the_step_compiles_once():
     experiment = toy.Toy(_config())
     # chex raises if the loss is traced more than once, i.e. if the jitted step recompiles.

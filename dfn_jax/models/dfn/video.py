@@ -26,10 +26,8 @@ stay in [0, 1]; ``baseline_output="identity"`` reproduces the original.
 Unrolling (``num_input_frames = 10``, ``num_output_frames = 10``: 19 steps): steps 0-8 read the
 true frames 0-8 and only advance the state (their predictions are discarded, so the decoder is not
 even run for them); step 9 reads frame 9 and predicts frame 10; steps 10-18 read the model's own
-previous prediction (closed loop), or the true frames 10-18 with ``teacher_forcing=True``. The
-encoder does not depend on the recurrence, so the ten context frames are encoded in one batched
-call (fewer, larger convolutions; on CPU the paper's train step at batch 2 is faster by the
-amount in docs/BENCHMARKS.md); the warm-up and closed-loop phases are ``jax.lax.scan`` loops over a step that ``nnx.merge``\\ s the split model, so the traced
+previous prediction (closed loop), or the true frames 10-18 with ``teacher_forcing=True``. Both
+phases are ``jax.lax.scan`` loops over a step that ``nnx.merge``\\ s the split model, so the traced
 program does not grow with the number of frames; ``unroll`` is handed to ``lax.scan`` (on CPU,
 ``unroll=True`` makes the backward pass of convolutions much faster, at the cost of compile time
 that grows with the number of steps).
@@ -334,9 +332,7 @@ class VideoDFN(nnx.Module):
     def _rollout(
         self, context: jax.Array, num_future: int, teacher: jax.Array | None
     ) -> VideoPrediction:
-        """The context encoded in one batched call, a warm-up scan of the recurrence over
-        ``context[:, :-1]``, the first prediction (from the last context frame), then a prediction
-        scan of the remaining ``num_future - 1`` steps.
+        """Warm-up scan over ``context[:, :-1]``, then a prediction scan of ``num_future`` steps.
 
         ``teacher [B, num_future, ...]``, if given, holds the frames the prediction steps read
         after the first one (its last frame is never read).
@@ -345,42 +341,28 @@ class VideoDFN(nnx.Module):
         batch, num_context, height, width, _ = context.shape
         graphdef, state = nnx.split(self)
         hidden = self.recurrence.initial_state(batch, height // 2, width // 2)
-        # The context frames' encodings do not depend on the recurrence: one batched encoder call
-        # over all of them (fewer, larger convolutions) instead of one per step.
         time_major = jnp.moveaxis(context, 1, 0)  # [Tin, B, H, W, C]
-        encoded = self.encode(time_major.reshape(num_context * batch, *time_major.shape[2:]))
-        encoded = encoded.reshape(num_context, batch, *encoded.shape[1:])
 
-        def warm_up_step(carry, encoding):
+        def warm_up_step(carry, frame):
             model = nnx.merge(graphdef, state)
-            carry, _ = model.recurrence(carry, encoding)
+            carry, _ = model.recurrence(carry, model.encode(frame))
             return carry, None
 
         if num_context > 1:
             hidden, _ = scan_steps(
-                warm_up_step, hidden, encoded[:-1], num_context - 1, cfg.unroll, cfg.remat
+                warm_up_step, hidden, time_major[:-1], num_context - 1, cfg.unroll, cfg.remat
             )
-
-        def predict_next(model, hidden, frame, encoding, teacher_frame):
-            hidden, features = model.recurrence(hidden, encoding)
-            prediction, filters = model.decode(features, frame)
-            next_frame = prediction if teacher_frame is None else teacher_frame
-            return (hidden, next_frame), (prediction, filters)
 
         def prediction_step(carry, teacher_frame):
             model = nnx.merge(graphdef, state)
             hidden, frame = carry
-            return predict_next(model, hidden, frame, model.encode(frame), teacher_frame)
+            hidden, features = model.recurrence(hidden, model.encode(frame))
+            prediction, filters = model.decode(features, frame)
+            next_frame = prediction if teacher_frame is None else teacher_frame
+            return (hidden, next_frame), (prediction, filters)
 
-        # The first prediction reads the last context frame, already encoded.
-        teacher_first = None if teacher is None else teacher[:, 0]
-        carry, first = predict_next(self, hidden, time_major[-1], encoded[-1], teacher_first)
-        if num_future == 1:
-            predictions, filters = jax.tree.map(lambda y: y[None], first)
-            return _batch_major(predictions, filters)
-        xs = None if teacher is None else jnp.moveaxis(teacher[:, 1:], 1, 0)
-        _, rest = scan_steps(prediction_step, carry, xs, num_future - 1, cfg.unroll, cfg.remat)
-        predictions, filters = jax.tree.map(
-            lambda y0, ys: jnp.concatenate([y0[None], ys]), first, rest
+        xs = None if teacher is None else jnp.moveaxis(teacher, 1, 0)
+        _, (predictions, filters) = scan_steps(
+            prediction_step, (hidden, time_major[-1]), xs, num_future, cfg.unroll, cfg.remat
         )
         return _batch_major(predictions, filters)
