@@ -27,9 +27,9 @@ reported in the project brief for this model; not re-measured here),
 so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``true,1``.
 
 ``--cli`` also runs the first setting's config through the command line's loop
-(``experiments.main.train_and_evaluate``, batches generated from the embedded shapes) for ``1 +
-warmup`` and ``1 + warmup + runs`` steps and reports the difference per step beside the bare
-step's median (``cli.vs_benchmark``): the host work around the compiled step.
+(``experiments.main.train_and_evaluate``, batches generated from the embedded shapes) for
+``runs + 10`` steps and reports its steady-state time per step beside the bare step's median
+(``cli.vs_benchmark``): what the host work around the compiled step costs.
 
 Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--cli] [--runs 5] [--unroll
 true,1] [--dtype float32,bfloat16] [--remat false,true] [--batch-size 16] [--eval-batch 100]
@@ -49,11 +49,13 @@ import statistics
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import jax
 import numpy as np
 
-from dfn_jax.training.run import host_description
+from dfn_jax.training import trainer as trainer_module
+from dfn_jax.training.run import Run, host_description
 from dfn_jax.training.trainer import Trainer
 from experiments.configs import moving_mnist as mm_config
 from experiments.main import make_experiment, train_and_evaluate
@@ -244,29 +246,46 @@ def bench_setting(args, setting) -> tuple[dict, object]:
     return record, config
 
 
+class _TimedRun(Run):
+    """The real :class:`Run`, recording when the loop reaches the end of each step."""
+
+    stamps: list[float] = []
+
+    def after_step(self, done, state, metrics, **kwargs):
+        _TimedRun.stamps.append(time.perf_counter())
+        return super().after_step(done, state, metrics, **kwargs)
+
+
 def bench_cli(args, setting, benchmark_step_s: float) -> dict:
-    """The command line's time per step for the same config: ``train_and_evaluate`` (what
-    ``experiments.main`` runs: batches generated from the embedded shapes, logging, checkpoint
-    checks, the progress bar) for ``1 + warmup`` and for ``1 + warmup + runs`` steps in fresh work
-    directories; the difference of the two wall times over ``runs`` is the loop's time per step
-    (compiling, the final evaluation and the figures cancel out)."""
+    """The command line's time per step for the same config, in steady state.
+
+    Runs ``train_and_evaluate`` (what ``experiments.main`` runs: batches generated from the
+    embedded shapes, logging, checkpoint checks, the progress bar) for ``runs + 10`` steps and
+    records when the loop finishes each step. The loop dispatches steps ahead of the device until
+    JAX's queue of computations is full (a few steps), then waits for one step per iteration: the
+    mean interval after the first such wait (which also covers the queued steps) is the loop's
+    time per step, the device's step plus whatever the host adds between steps."""
     config = build_config(args, setting)
     config.num_eval_sequences = config.eval_batch_size = 2 * config.batch_size
     config.num_figure_sequences = 1
     config.eval_every_steps = 0
-    config.checkpoint_every_steps = 10**6  # the final step's save only, in both runs
-    walls = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for steps in (1 + args.warmup, 1 + args.warmup + args.runs):
-            config.num_train_steps = steps
-            start = time.perf_counter()
-            train_and_evaluate(config, os.path.join(tmp, str(steps)))
-            walls[steps] = time.perf_counter() - start
-            print(f"  command line, {steps} steps: {walls[steps]:.1f} s", file=sys.stderr)
-    short, long = sorted(walls)
-    per_step = (walls[long] - walls[short]) / args.runs
+    config.checkpoint_every_steps = 10**6  # the final step's save only
+    config.num_train_steps = args.runs + 10
+    _TimedRun.stamps = []
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(trainer_module, "Run", _TimedRun):
+        train_and_evaluate(config, tmp)
+    intervals = np.diff(_TimedRun.stamps)
+    waits = np.flatnonzero(intervals > 0.5 * benchmark_step_s)
+    # The first wait also covers the steps the device had queued: steady state starts after it.
+    steady = (
+        intervals[waits[0] + 1 :] if len(waits) and waits[0] + 1 < len(intervals) else intervals
+    )
+    per_step = float(np.mean(steady))
+    print(f"  command line: {per_step:.3f} s per step", file=sys.stderr)
     return {
-        "wall_s": {str(k): v for k, v in walls.items()},
+        "steps": config.num_train_steps,
+        "intervals_s": intervals.tolist(),
+        "steady_steps": len(steady),
         "per_step_s": per_step,
         "benchmark_step_s": benchmark_step_s,
         "vs_benchmark": per_step / benchmark_step_s,
