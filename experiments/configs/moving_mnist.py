@@ -87,6 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # recurrent step in the backward pass instead of storing its activations.
     config.model.dtype = "float32"
     config.model.remat = False
+    config.model.centre_tap_logit = 0.0  # > 0: filters start as a copy of the frame read
 
     if variant in ("quick", "shapes"):
         config.model.encoder_features = (8, 8, 16, 16, 32)

@@ -169,6 +169,19 @@ def test_matches_a_step_by_step_python_loop(num_input, num_output):
 # Closed loop, teacher forcing, unrolling, predict
 
 
+def test_centre_tap_logit_starts_the_filters_as_a_copy():
+    clip = _clip((2, 6, 8, 8, 1), seed=5)
+    # The real initialisation (``_model`` draws its own parameters).
+    uniform = _forward(VideoDFN(SMALL, rngs=nnx.Rngs(0)), clip)
+    centred = _forward(VideoDFN(_small(centre_tap_logit=30.0), rngs=nnx.Rngs(0)), clip)
+    centre = SMALL.num_taps // 2
+    assert float(uniform.filters[..., centre].min()) < 0.99
+    np.testing.assert_allclose(centred.filters[..., centre], 1.0, atol=1e-5)
+    # Each prediction is then a copy of the frame read: the last context frame, every time.
+    last = np.broadcast_to(clip[:, 2:3], centred.frames.shape)
+    np.testing.assert_allclose(centred.frames, last, atol=1e-5)
+
+
 def test_closed_loop_feeds_predictions_back():
     clip = _clip((1, 6, 8, 8, 1), seed=2)
     changed = clip.at[:, 3:].set(_clip((1, 3, 8, 8, 1), seed=3))

@@ -99,6 +99,11 @@ class VideoDFNConfig:
       baseline_output: ``"sigmoid"`` or ``"identity"`` (orig. code) on the baseline's output.
       filter_implementation: ``"fast"``, ``"xla"`` or ``"reference"`` for
         :func:`dfn_jax.ops.dynamic_local_filter`.
+      centre_tap_logit: initial bias of the filter head's centre tap. ``0`` (the paper's
+        initialisation): the softmax filters start near uniform, a blur; ``c > 0`` starts them
+        peaked at the centre (weight ``e^c / (e^c + k*k - 1)``), i.e. predicting a copy of the
+        frame read, from which training only has to learn the displacement. Ignored by the
+        baseline.
     """
 
     filter_size: int = 9
@@ -121,6 +126,7 @@ class VideoDFNConfig:
     init_scale: float = 2.0
     baseline_output: str = "sigmoid"
     filter_implementation: str = "fast"
+    centre_tap_logit: float = 0.0
 
     def __post_init__(self):
         _check_filter_size(self.filter_size, why=" (the filter is centred on the pixel)")
@@ -244,6 +250,9 @@ class VideoDFN(nnx.Module):
         self.head = conv1x1(config.decoder_features[-1], config.head_features)
         num_params = config.num_taps + int(config.dynamic_bias)
         self.filter_head = conv1x1(config.head_features, num_params)
+        if config.dynamic_filter and config.centre_tap_logit:
+            bias = self.filter_head.bias
+            bias[...] = bias[...].at[config.num_taps // 2].set(config.centre_tap_logit)
         dynamic_filter_or_output_conv(self, config, config.filter_size, num_params, rngs=rngs)
 
     # ---------------------------------------------------------------------------------------
