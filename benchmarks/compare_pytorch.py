@@ -23,14 +23,15 @@ synthetic batch (uniform in [0, 1), ``[B, 20, 64, 64, 1]``; no MNIST files are r
   frame. ``torch.optim.Adam(lr=1e-3)``; the median of ``--runs`` steps after ``--warmup``
   (``benchmarks/_timing.median_time``).
 
-Both models start from the same parameters: ours, initialised by the trainer, copied into the
-PyTorch model (:func:`jax_params_to_torch`: conv kernels HWIO -> OIHW). Before any timing the
-**equivalence check** (:func:`equivalence_check`) runs both forward passes on the same batch and
-reports the largest absolute difference of the predicted frames and both losses
+Every JAX timing runs first, then every PyTorch one (timed after PyTorch in the same process, our
+batch-16 step was 11% slower). Both models start from the same parameters: ours, initialised by the
+trainer, copied into the PyTorch model (:func:`jax_params_to_torch`: conv kernels HWIO -> OIHW).
+Before any timing the **equivalence check** (:func:`equivalence_check`) runs both forward passes on
+the same batch and reports the largest absolute difference of the predicted frames and both losses
 (``equivalence``: ``max_abs_diff_frames``, ``loss_jax``, ``loss_torch``); float32 rounding leaves
 about 1e-6 to 1e-5 (the tests also compare every parameter's gradient). Per batch size the JSON
-holds ``jax_step_s``, ``torch_step_s`` and ``ratio_jax_over_torch`` (below 1: JAX is faster),
-with each side's full timing record, and the header has both parameter counts, the versions,
+holds ``jax_step_s``, ``torch_step_s`` and ``ratio_jax_over_torch`` (below 1: JAX is faster), with
+each side's full timing record, and the header has both parameter counts, the versions,
 ``torch.get_num_threads()``, the backend, the CPU model and the date.
 
 Threads: ``--threads N`` sets PyTorch's intra-op threads (``torch.set_num_threads``; default:
@@ -511,8 +512,8 @@ def main(argv=None):
         }
         doc["torch_version"] = torch.__version__
         doc["torch_num_threads"] = torch.get_num_threads()
-    # Every JAX timing first, then every PyTorch one: neither framework's threads or memory are
-    # around while the other is timed (PyTorch timed after ours slowed our batch-16 step).
+    # Every JAX timing first, then every PyTorch one: timed after PyTorch in the same process,
+    # our batch-16 step took 15.5 s instead of 13.9 s (docs/BENCHMARKS.md).
     print(f"JAX{' (small)' if args.small else ''}", file=sys.stderr)
     prepared = [bench_jax(batch_size, args, doc) for batch_size in args.batch_sizes]
     if torch is not None:
