@@ -117,13 +117,16 @@ display(Image(filename=str(path)))
 # %% [markdown]
 # ## 2. What the learnet writes
 #
-# The filters of the pupil's second convolution come from the exemplar. Two different
-# characters give two different filter banks (the first 16 of its per-channel 3x3 filters):
+# The filters of the pupil's predicted convolution (in the shipped model the last one, whose
+# filters the learnet learns to write fastest) come from the exemplar. Two different characters
+# give two different filter banks (the first 16 of its per-channel 3x3 filters):
 
 # %%
 pair = (0, 1)
 exemplars = jnp.asarray(runs.training[run][list(pair)])
 filters = np.asarray(model.predict_parameters(exemplars)[0]).reshape(2, 3, 3, -1)
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
+layer = ORDINALS[model.config.predicted_layers[0]]
 fig, axes = plt.subplots(2, 17, figsize=(12, 1.8))
 limit = np.abs(filters[..., :16]).max()
 for row, index in enumerate(pair):
@@ -134,7 +137,7 @@ for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
 axes[0, 0].set_title("exemplar", fontsize=7)
-fig.suptitle("predicted 3x3 filters of the pupil's second convolution", fontsize=9)
+fig.suptitle(f"predicted 3x3 filters of the pupil's {layer} convolution", fontsize=9)
 plt.show()
 
 # %% [markdown]
