@@ -58,6 +58,7 @@ from jax import lax
 
 import dfn_jax
 from dfn_jax import ops
+from dfn_jax._src.host_memory import ENV_VAR
 from dfn_jax.ops import _cpu_kernels
 
 try:
@@ -265,9 +266,6 @@ def parse_args(argv=None):
         p.error(f"unknown implementation in {impls}")
     args.implementations = ["fast"] + [i for i in impls if i != "fast"]  # fast is the baseline
     return args
-
-
-ENV_VAR = "DFN_JAX_HOST_ALLOCATOR"
 
 
 def _child_with_system_allocator(argv) -> dict:

@@ -1,12 +1,13 @@
 """The host allocator setting applied when ``dfn_jax`` is imported (CPU computation only).
 
-XLA:CPU allocates each step's temporary buffers (hundreds of MB for a training step, tens of MB
-for one dynamic filtering gradient) from its worker threads. glibc's malloc serves a block that
-large with a fresh ``mmap`` (a thread arena's heap holds at most 64 MiB) and unmaps it when it is
-freed, so the next step touches pages the kernel must map and zero again: 180,000 page faults per
-training step of the quick start's model, a quarter of its time (docs/BENCHMARKS.md, "Host
-allocator"). Three ``mallopt`` settings make the process reuse freed memory instead: one arena,
-no mapped blocks, no trimming. The price is a process that keeps its peak heap (measured there).
+XLA:CPU allocates each step's temporary buffers (hundreds of MB for a training step, tens of MB for
+one dynamic filtering gradient) from its worker threads. glibc's malloc serves a block that large
+with a fresh ``mmap`` (a thread arena's heap holds at most 64 MiB) and unmaps it when it is freed,
+so the next step touches pages the kernel must map and zero again: 180,000 page faults per training
+step of the quick start's model, a quarter of its time (docs/BENCHMARKS.md, "The host allocator and
+the command line"). Three ``mallopt`` settings make the process reuse freed memory instead: one
+arena, no mapped blocks, no trimming. The price is a process that keeps its peak heap (measured
+there).
 
 They are applied once, at ``import dfn_jax``, which must come before the runtime starts its
 threads (the first computation, not ``import jax``) to be complete, when all of these hold:
