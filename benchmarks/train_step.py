@@ -5,7 +5,9 @@ Builds ``Trainer(make_experiment(config))`` for the ``paper`` config (batch 16, 
 setting, side by side in one process (every combination of ``--unroll``, handed to the model's
 two ``lax.scan`` loops; ``--dtype``, the computation dtype, ``bfloat16`` being mixed precision
 with float32 parameters and loss; and ``--remat``, recomputing each recurrent step in the
-backward pass), measures:
+backward pass; and ``--conv``, the convolutions' implementation, ``DFN_JAX_CONV``: ``xla`` or
+``matmul``, the kernel gradient as a matrix product, see ``dfn_jax.ops.conv_general_dilated``),
+measures:
 
 * the jitted train step (``Trainer.train_step``: loss, gradients, Adam update; state donated):
   lower and compile times, then the median wall time of ``--runs`` steps after ``--warmup``
@@ -32,16 +34,18 @@ so ``unroll=1`` runs only when asked for explicitly. Elsewhere the default is ``
 (``cli.vs_benchmark``): what the host work around the compiled step costs.
 
 Usage: ``python -m benchmarks.train_step [--variant paper|baseline] [--cli] [--runs 5] [--unroll
-true,1] [--dtype float32,bfloat16] [--remat false,true] [--batch-size 16] [--eval-batch 100]
-[--compile-only] [--small] [--out F]``. ``--compile-only`` reports compile times, compiled memory
-and FLOPs without running a step: how the rolled loop's memory responds to ``--remat`` can be read
-on CPU, where running it is too slow. ``--small`` is a seconds-long smoke configuration (widths 4,
-batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to stdout; progress goes to stderr.
+true,1] [--dtype float32,bfloat16] [--remat false,true] [--conv xla,matmul] [--batch-size 16]
+[--eval-batch 100] [--compile-only] [--small] [--out F]``. ``--compile-only`` reports compile times,
+compiled memory and FLOPs without running a step: how the rolled loop's memory responds to
+``--remat`` can be read on CPU, where running it is too slow. ``--small`` is a seconds-long smoke
+configuration (widths 4, batch 2, 32x32 frames, 3 + 3 frames). Prints one JSON document to stdout;
+progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import resource
@@ -54,6 +58,7 @@ from unittest import mock
 import jax
 import numpy as np
 
+from dfn_jax.ops import _conv
 from dfn_jax.training import trainer as trainer_module
 from dfn_jax.training.run import Run, host_description
 from dfn_jax.training.trainer import Trainer
@@ -100,6 +105,13 @@ def parse_dtype(text: str) -> str:
     text = text.strip()
     if text not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"expected float32, bfloat16 or float16, got {text!r}")
+    return text
+
+
+def parse_conv(text: str) -> str:
+    text = text.strip().lower()
+    if text not in ("xla", "matmul"):
+        raise ValueError(f"expected xla or matmul, got {text!r}")
     return text
 
 
@@ -225,7 +237,26 @@ def bench_eval(trainer, state, batch, args) -> dict:
     return res
 
 
+@contextlib.contextmanager
+def conv_implementation(value: str):
+    """Sets ``DFN_JAX_CONV`` (read when a step is traced) for the duration of one setting."""
+    before = os.environ.get(_conv.CONV_ENV)
+    os.environ[_conv.CONV_ENV] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_conv.CONV_ENV, None)
+        else:
+            os.environ[_conv.CONV_ENV] = before
+
+
 def bench_setting(args, setting) -> tuple[dict, object]:
+    with conv_implementation(setting["conv"]):
+        return _bench_setting(args, setting)
+
+
+def _bench_setting(args, setting) -> tuple[dict, object]:
     config = build_config(args, setting)
     experiment = make_experiment(config)
     trainer = Trainer(experiment)
@@ -306,6 +337,7 @@ def compare(results: list[dict]) -> list[dict]:
                 "unroll": record["unroll"],
                 "dtype": record["dtype"],
                 "remat": record["remat"],
+                "conv": record["conv"],
                 "train_median_s": train.get("median_s"),
                 "time_vs_first": train["median_s"] / base["median_s"]
                 if "median_s" in train
@@ -338,6 +370,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--remat", default="false", help="comma-separated: false, true or both")
     p.add_argument(
+        "--conv",
+        default=None,
+        help="comma-separated convolution implementations (xla, matmul; default: DFN_JAX_CONV "
+        "or the backend's, what a user gets)",
+    )
+    p.add_argument(
         "--compile-only",
         action="store_true",
         help="compile and report memory and FLOPs without running steps (e.g. rolled on CPU)",
@@ -362,7 +400,18 @@ def parse_args(argv=None):
         args.unroll = "true" if on_cpu else "true,1"
         if on_cpu:
             args.unroll_note = CPU_ROLLED_NOTE
-    for name, parse in (("unroll", parse_unroll), ("dtype", parse_dtype), ("remat", parse_bool)):
+    if args.conv is None:
+        try:
+            args.conv = _conv.default_implementation()
+        except ValueError as e:
+            p.error(str(e))
+    parsers = (
+        ("unroll", parse_unroll),
+        ("dtype", parse_dtype),
+        ("remat", parse_bool),
+        ("conv", parse_conv),
+    )
+    for name, parse in parsers:
         try:
             values = [parse(v) for v in getattr(args, name).split(",") if v.strip()]
         except ValueError as e:
@@ -371,10 +420,11 @@ def parse_args(argv=None):
             p.error(f"--{name} needs at least one value")
         setattr(args, name, values)
     args.settings = [
-        {"unroll": u, "dtype": d, "remat": r}
+        {"unroll": u, "dtype": d, "remat": r, "conv": c}
         for u in args.unroll
         for d in args.dtype
         for r in args.remat
+        for c in args.conv
     ]
     return args
 
@@ -403,6 +453,7 @@ def main(argv=None):
         "unroll_values": args.unroll,
         "dtype_values": args.dtype,
         "remat_values": args.remat,
+        "conv_values": args.conv,
         "unroll_note": args.unroll_note,
         "flops_note": ROLLED_FLOPS_NOTE,
         "results": [],
@@ -417,7 +468,8 @@ def main(argv=None):
     if args.cli and not args.compile_only:
         print("the same step through the command line's loop", file=sys.stderr)
         first = doc["results"][0]
-        doc["cli"] = bench_cli(args, args.settings[0], first["train"]["median_s"])
+        with conv_implementation(args.settings[0]["conv"]):
+            doc["cli"] = bench_cli(args, args.settings[0], first["train"]["median_s"])
     model = config.model
     doc["num_params"] = doc["results"][0]["num_params"]
     doc["config"] = {

@@ -8,6 +8,7 @@ import inspect
 import types
 
 import pytest
+from jax import lax
 
 from dfn_jax import ops
 
@@ -44,7 +45,22 @@ def test_is_a_documented_function_from_a_private_module(name):
     assert module[:2] == ["dfn_jax", "ops"] and module[-1].startswith("_"), fn.__module__
 
 
-@pytest.mark.parametrize("name", PUBLIC)
+# Drop-ins for a `jax.lax` function keep its signature (flax calls them positionally), plus
+# keyword-only options of their own.
+LAX_DROP_INS = {"conv_general_dilated": lax.conv_general_dilated}
+
+
+@pytest.mark.parametrize("name", sorted(LAX_DROP_INS))
+def test_lax_drop_ins_keep_the_lax_signature(name):
+    ours = inspect.signature(getattr(ops, name)).parameters
+    theirs = inspect.signature(LAX_DROP_INS[name]).parameters
+    assert [(p.name, p.kind) for p in list(ours.values())[: len(theirs)]] == [
+        (p.name, p.kind) for p in theirs.values()
+    ]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(ours.values())[len(theirs) :])
+
+
+@pytest.mark.parametrize("name", sorted(set(PUBLIC) - set(LAX_DROP_INS)))
 def test_arrays_first_options_keyword_only(name):
     parameters = list(inspect.signature(getattr(ops, name)).parameters.values())
     positional = [p for p in parameters if p.kind in _POSITIONAL]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from dfn_jax._src.checks import is_int, kernel_size_pair
+from dfn_jax.layers.conv import Conv
 
 Initializer = Any
 
@@ -78,8 +79,8 @@ class AdditiveConvRNNCell(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        self.conv_1 = nnx.Conv(features, features, **conv)
-        self.conv_2 = nnx.Conv(features, features, **conv)
+        self.conv_1 = Conv(features, features, **conv)
+        self.conv_2 = Conv(features, features, **conv)
 
     def initial_state(self, batch_size: int, height: int, width: int) -> jax.Array:
         """``h_0 = 0``: ``[batch_size, height, width, features]``."""
@@ -147,7 +148,7 @@ class ConvLSTMCell(nnx.Module):
         self.hidden_features = int(hidden_features)
         self.forget_bias = forget_bias
         self.dtype = dtype
-        self.gates = nnx.Conv(
+        self.gates = Conv(
             in_features + hidden_features,
             4 * hidden_features,
             kernel_size=kernel_size_pair(kernel_size),

@@ -1,10 +1,14 @@
-"""Pure functions on arrays: dynamic filtering, flow from filters, video and sequence metrics.
+"""Pure functions on arrays: convolution with a fast CPU gradient, dynamic filtering, flow from
+filters, video and sequence metrics.
 
 Every function takes arrays first and options keyword-only, uses channels-last layout
 (``[B, H, W, C]``) and checks its arguments, raising ``ValueError`` with the argument's name,
-the shape it got and the shape expected.
+the shape it got and the shape expected. The exception is :func:`conv_general_dilated`, a
+drop-in for ``jax.lax.conv_general_dilated`` that keeps its signature (``flax.nnx.Conv`` calls it
+positionally).
 """
 
+from dfn_jax.ops._conv import conv_general_dilated
 from dfn_jax.ops._dynamic_convolution import dynamic_convolution
 from dfn_jax.ops._flow import filter_disparity, filter_flow, flow_to_rgb, hsv_to_rgb, tap_offsets
 from dfn_jax.ops._local_filter import dynamic_local_filter
@@ -24,6 +28,7 @@ __all__ = [
     "absolute_error_per_frame",
     "binary_cross_entropy_per_frame",
     "bits_per_character",
+    "conv_general_dilated",
     "dynamic_convolution",
     "dynamic_local_filter",
     "filter_disparity",

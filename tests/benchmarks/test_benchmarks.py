@@ -29,6 +29,8 @@ def test_train_step_benchmark_small(tmp_path):
     assert "12868" in doc["unroll_note"]
     record, remat = doc["results"]
     assert record["unroll"] is True and record["num_params"] == doc["num_params"] > 0
+    assert doc["conv_values"] == ["matmul"]  # the CPU's default convolution backward
+    assert record["conv"] == "matmul" and doc["comparison"][0]["conv"] == "matmul"
     assert (record["remat"], remat["remat"]) == (False, True)
     assert record["dtype"] == remat["dtype"] == "float32"
     assert [row["remat"] for row in doc["comparison"]] == [False, True]
@@ -93,3 +95,17 @@ def test_dynamic_filter_benchmark_without_flush_or_allocator_comparison():
     assert "cold" not in record["implementations"]["fast"]["forward"]
     assert "ratios_cold" not in record and "roofline_cold_s" not in record
     assert record["ratios"]["fast_fb_vs_fast_forward"] > 0
+
+
+def test_conv_benchmark_small():
+    doc = run_benchmark("conv", "--small", "--batch-size", "1", "--runs", "1")
+    assert HEADER_KEYS <= doc.keys()
+    assert doc["benchmark"] == "conv" and doc["default_implementation"] == "matmul"
+    assert [r["layer"] for r in doc["layers"]] == ["small_3x3", "small_1x1"]
+    for record in doc["layers"]:
+        assert set(record["implementations"]) == {"xla", "matmul", "dot"}  # --torch not asked
+        for impl in ("xla", "matmul"):
+            res = record["implementations"][impl]
+            assert res["forward_s"] > 0 and res["forward_backward_gflops"] > 0
+        assert record["matmul_speedup_forward_backward"] > 0
+    assert doc["totals"]["matmul"]["forward_backward_s"] > 0

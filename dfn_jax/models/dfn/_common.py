@@ -19,6 +19,7 @@ from flax import nnx
 from dfn_jax._src import checks as _checks
 from dfn_jax._src.checks import FILTER_IMPLEMENTATIONS
 from dfn_jax.layers import AdditiveConvRNNCell, DynamicLocalFilter
+from dfn_jax.layers.conv import Conv
 
 BASELINE_OUTPUTS = ("identity", "sigmoid")
 
@@ -81,7 +82,7 @@ class UntiedBiasConv(nnx.Module):
         rngs: nnx.Rngs,
     ):
         extra = {} if kernel_init is None else {"kernel_init": kernel_init}
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_features,
             out_features,
             tuple(kernel_size),
@@ -158,7 +159,7 @@ class FilterGenerator(nnx.Module):
         pad = ((1, 1), (1, 1))  # Lasagne 'same': one pixel on every side, also at stride 2.
 
         def conv(cin, cout, size, stride=1, padding=pad):
-            return nnx.Conv(
+            return Conv(
                 cin,
                 cout,
                 size,
@@ -328,7 +329,7 @@ def dynamic_filter_or_output_conv(
             implementation=config.filter_implementation,
         )
     else:
-        module.output_conv = nnx.Conv(
+        module.output_conv = Conv(
             num_params,
             config.channels,
             (1, 1),

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from dfn_jax.layers import AdditiveConvRNNCell, ConvLSTMCell
+from dfn_jax.layers.conv import Conv
 from dfn_jax.layers.rollout import check_time_loop_fields, scan_steps
 from dfn_jax.models.dfn._common import (
     _check_feature_widths,
@@ -213,10 +214,10 @@ class VideoDFN(nnx.Module):
         )
 
         def conv3x3(cin, cout, stride=1):
-            return nnx.Conv(cin, cout, (3, 3), strides=stride, padding=((1, 1), (1, 1)), **common)
+            return Conv(cin, cout, (3, 3), strides=stride, padding=((1, 1), (1, 1)), **common)
 
         def conv1x1(cin, cout):
-            return nnx.Conv(cin, cout, (1, 1), padding="VALID", **common)
+            return Conv(cin, cout, (1, 1), padding="VALID", **common)
 
         widths = (config.channels, *config.encoder_features)
         self.encoder = nnx.List(

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from dfn_jax._src.checks import positive_int
+from dfn_jax.layers.conv import Conv
 from dfn_jax.layers.hyper import StaticHyperNetwork
 
 
@@ -55,8 +56,8 @@ class MNISTConvNet(nnx.Module):
     def __init__(self, config: MNISTNetConfig = MNISTNetConfig(), *, rngs: nnx.Rngs):
         self.config = config
         f, k = config.features, config.kernel_size
-        self.conv1 = nnx.Conv(1, f, (k, k), padding="SAME", rngs=rngs)
-        self.conv2 = nnx.Conv(f, f, (k, k), padding="SAME", rngs=rngs)
+        self.conv1 = Conv(1, f, (k, k), padding="SAME", rngs=rngs)
+        self.conv2 = Conv(f, f, (k, k), padding="SAME", rngs=rngs)
         flat = (config.image_size // 4) ** 2 * f
         self.dense = nnx.Linear(flat, config.num_classes, rngs=rngs)
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from dfn_jax._src.checks import choice, positive_int
+from dfn_jax.layers.conv import Conv
 from dfn_jax.layers.hyper import KERNEL_NORMS, StaticHyperNetwork
 
 
@@ -85,11 +86,11 @@ class BasicBlock(nnx.Module):
     def __init__(self, n_in: int, n_out: int, stride: int, momentum: float, *, rngs: nnx.Rngs):
         self.stride = stride
         self.bn1 = nnx.BatchNorm(n_in, momentum=momentum, rngs=rngs)
-        self.conv1 = nnx.Conv(n_in, n_out, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+        self.conv1 = Conv(n_in, n_out, (3, 3), strides=stride, use_bias=False, rngs=rngs)
         self.bn2 = nnx.BatchNorm(n_out, momentum=momentum, rngs=rngs)
-        self.conv2 = nnx.Conv(n_out, n_out, (3, 3), use_bias=False, rngs=rngs)
+        self.conv2 = Conv(n_out, n_out, (3, 3), use_bias=False, rngs=rngs)
         self.shortcut = (
-            nnx.Conv(n_in, n_out, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+            Conv(n_in, n_out, (1, 1), strides=stride, use_bias=False, rngs=rngs)
             if n_in != n_out or stride != 1
             else None
         )
@@ -108,7 +109,7 @@ class WideResNet(nnx.Module):
     def __init__(self, config: WRNConfig = WRNConfig(), *, rngs: nnx.Rngs):
         self.config = config
         momentum = config.batch_norm_momentum
-        self.conv1 = nnx.Conv(3, 16, (3, 3), use_bias=False, rngs=rngs)
+        self.conv1 = Conv(3, 16, (3, 3), use_bias=False, rngs=rngs)
         groups, n_in = [], 16
         for index, n_out in enumerate(config.widths):
             blocks = []

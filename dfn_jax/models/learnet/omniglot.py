@@ -58,6 +58,7 @@ from flax import nnx
 from dfn_jax import ops
 from dfn_jax._src.checks import choice, floating_array, is_int, positive_int
 from dfn_jax._src.params import count_params
+from dfn_jax.layers.conv import Conv
 from dfn_jax.layers.factorized import IMPLEMENTATIONS as FACTORIZED_IMPLEMENTATIONS
 from dfn_jax.layers.factorized import FactorizedConv, FactorizedLinear
 
@@ -248,7 +249,7 @@ class Pupil(nnx.Module):
         convs, n_in = [], 1
         for index, n_out in enumerate(channels):
             if index not in self.predicted_layers:
-                layer = nnx.Conv(n_in, n_out, (k, k), kernel_init=_HE_NORMAL, rngs=rngs)
+                layer = Conv(n_in, n_out, (k, k), kernel_init=_HE_NORMAL, rngs=rngs)
             elif config.factorized:
                 layer = FactorizedConv(
                     n_in,
