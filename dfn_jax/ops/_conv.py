@@ -10,7 +10,9 @@ case, keeps XLA's forward and input gradient and computes
 
 * the **kernel gradient** as one matrix product ``P(x)^T dy``, where ``P(x)`` are the input's
   ``kh*kw*C`` patches at each output position (im2col), rebuilt from the saved input during the
-  backward pass so no patch matrix is kept between passes;
+  backward pass so no patch matrix is kept between passes, when the convolution has at least
+  ``MIN_PATCH_ROWS`` output positions (batch x height x width; measured crossover: below it,
+  writing the patch matrix costs more than XLA's kernel gradient loses);
 * a **1x1 convolution** without padding (forward, input and kernel gradients) as ``dot``.
 
 The choice is made when the function is traced, from ``implementation``, whose default comes
@@ -34,6 +36,9 @@ import jax.numpy as jnp
 from jax import lax
 
 CONV_ENV = "DFN_JAX_CONV"
+# Output positions from which the im2col kernel gradient beats XLA:CPU's (benchmarks/conv.py on
+# the paper model's layers: 0.6-0.9x XLA's speed at 2,048-8,192 positions, 1.1-1.6x from 16,384).
+MIN_PATCH_ROWS = 16384
 IMPLEMENTATIONS = ("auto", "xla", "matmul")
 _NHWC = lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)
@@ -71,12 +76,15 @@ def conv_general_dilated(
     out_sharding: Any = None,
     *,
     implementation: str = "auto",
+    min_patch_rows: int | None = None,
 ) -> jax.Array:
     """``jax.lax.conv_general_dilated`` with the CPU's fast backward pass (module docstring).
 
     Same arguments and result as ``lax.conv_general_dilated``; ``implementation`` is
     ``"auto"``, ``"xla"`` or ``"matmul"`` (``"auto"``: ``DFN_JAX_CONV``, else ``"matmul"`` on
-    the CPU backend and ``"xla"`` elsewhere).
+    the CPU backend and ``"xla"`` elsewhere). ``min_patch_rows``: the fewest output positions
+    (batch x height x width) for which the kernel gradient is the im2col product; smaller
+    convolutions keep XLA's (``None``: ``MIN_PATCH_ROWS``, 16,384).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
@@ -113,7 +121,10 @@ def conv_general_dilated(
     else:
         pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-    return _conv_nhwc(lhs, rhs, strides, pads, precision, preferred_element_type)
+    return _conv_nhwc(
+        lhs, rhs, strides, pads, precision, preferred_element_type,
+        MIN_PATCH_ROWS if min_patch_rows is None else int(min_patch_rows),
+    )  # fmt: skip
 
 
 def _xla_nhwc(x, w, strides, pads, precision, preferred_element_type):
@@ -149,8 +160,8 @@ def _patches(x, kernel_hw, strides, pads, out_hw):
     return jnp.stack(taps, axis=3).reshape(-1, kh * kw * x.shape[3])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type, min_patch_rows):
     if _pointwise(x, w, strides, pads):
         y = jnp.dot(
             x.reshape(-1, x.shape[3]),
@@ -162,17 +173,24 @@ def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type):
     return _xla_nhwc(x, w, strides, pads, precision, preferred_element_type)
 
 
-def _conv_fwd(x, w, strides, pads, precision, preferred_element_type):
-    return _conv_nhwc(x, w, strides, pads, precision, preferred_element_type), (x, w)
+def _conv_fwd(x, w, strides, pads, precision, preferred_element_type, min_patch_rows):
+    out = _conv_nhwc(x, w, strides, pads, precision, preferred_element_type, min_patch_rows)
+    return out, (x, w)
 
 
-def _conv_bwd(strides, pads, precision, preferred_element_type, residuals, dy):
+def _conv_bwd(strides, pads, precision, preferred_element_type, min_patch_rows, residuals, dy):
     x, w = residuals
     kh, kw, cin, cout = w.shape
     dy2 = dy.reshape(-1, cout)
     if _pointwise(x, w, strides, pads):
         dx = jnp.dot(dy2, w.reshape(cin, cout).T, precision=precision).reshape(x.shape)
         patches = x.reshape(-1, cin)
+    elif dy2.shape[0] < min_patch_rows:
+        _, vjp = jax.vjp(
+            lambda v, k: _xla_nhwc(v, k, strides, pads, precision, preferred_element_type), x, w
+        )
+        dx, dw = vjp(dy)
+        return dx.astype(x.dtype), dw.astype(w.dtype)
     else:
         _, vjp_x = jax.vjp(
             lambda v: _xla_nhwc(v, w, strides, pads, precision, preferred_element_type), x

@@ -47,12 +47,19 @@ def _value_and_grads(conv, x, k, strides, padding, cotangent):
 
 
 def _matmul(*args, **kwargs):
-    return ops.conv_general_dilated(*args, implementation="matmul", **kwargs)
+    """The matmul path with the im2col kernel gradient at every size."""
+    return ops.conv_general_dilated(*args, implementation="matmul", min_patch_rows=0, **kwargs)
 
 
+def _matmul_small(*args, **kwargs):
+    """The matmul path below ``min_patch_rows``: XLA's kernel gradient, 1x1 still as dot."""
+    return ops.conv_general_dilated(*args, implementation="matmul", min_patch_rows=10**9, **kwargs)
+
+
+@pytest.mark.parametrize("conv", [_matmul, _matmul_small], ids=["patches", "small"])
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_matches_lax_values_and_gradients(case, jit):
+def test_matches_lax_values_and_gradients(case, jit, conv):
     b, h, w, cin, cout, kh, kw, strides, padding = CASES[case]
     x, k = _case(case, b, h, w, cin, cout, kh, kw)
     ref_out = lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=NHWC)
@@ -60,7 +67,7 @@ def test_matches_lax_values_and_gradients(case, jit):
     fn = _value_and_grads
     if jit:
         fn = jax.jit(fn, static_argnums=(0, 3, 4))
-    out, (dx, dk) = fn(_matmul, x, k, strides, padding, cotangent)
+    out, (dx, dk) = fn(conv, x, k, strides, padding, cotangent)
     ref_out, (ref_dx, ref_dk) = _value_and_grads(
         lax.conv_general_dilated, x, k, strides, padding, cotangent
     )
@@ -137,19 +144,22 @@ def test_matmul_backward_has_no_kernel_gradient_convolution():
     """The point of the module: on the matmul path the kernel gradient is a dot."""
     x, k = _case(5, 2, 8, 8, 3, 4, 3, 3)
 
-    def loss(k, implementation):
+    def loss(k, implementation, min_patch_rows):
         out = ops.conv_general_dilated(
-            x, k, (1, 1), "SAME", dimension_numbers=NHWC, implementation=implementation
-        )
+            x, k, (1, 1), "SAME", dimension_numbers=NHWC, implementation=implementation,
+            min_patch_rows=min_patch_rows,
+        )  # fmt: skip
         return jnp.sum(out**2)
 
-    def count_convs(implementation):
-        lowered = jax.jit(jax.grad(lambda k: loss(k, implementation))).lower(k)
-        return lowered.as_text().count("stablehlo.convolution")
+    def count_convs(implementation, min_patch_rows):
+        grad = jax.grad(lambda k: loss(k, implementation, min_patch_rows))
+        return jax.jit(grad).lower(k).as_text().count("stablehlo.convolution")
 
-    # xla: forward + kernel gradient; matmul: the forward only (the kernel gradient is a dot).
-    assert count_convs("xla") == 2
-    assert count_convs("matmul") == 1
+    # xla: forward + kernel gradient; matmul: the forward only (the kernel gradient is a dot),
+    # unless the convolution has fewer output positions (here 2*8*8) than min_patch_rows.
+    assert count_convs("xla", 0) == 2
+    assert count_convs("matmul", 128) == 1
+    assert count_convs("matmul", 129) == 2
 
 
 def test_environment_switch(monkeypatch):
@@ -206,6 +216,7 @@ def test_training_is_the_same_with_either_implementation(monkeypatch):
 
     def losses(implementation):
         monkeypatch.setenv(_conv.CONV_ENV, implementation)
+        monkeypatch.setattr(_conv, "MIN_PATCH_ROWS", 0)  # the im2col kernel gradient at any size
 
         class Net(nnx.Module):
             def __init__(self, rngs):
