@@ -7,18 +7,21 @@ forward and the jitted forward+backward (``jax.vjp`` with respect to the input a
 given an output cotangent) of
 
 * ``xla``: XLA's convolution and its own gradients (``DFN_JAX_CONV=xla``);
-* ``matmul``: the kernel gradient as one matrix product of im2col patches, and 1x1 convolutions
-  as ``dot`` (``DFN_JAX_CONV=matmul``, the CPU default);
+* ``matmul``: the kernel gradient as one matrix product of im2col patches at every size
+  (``min_patch_rows=0``), and 1x1 convolutions as ``dot``;
 * ``dot``: one ``jnp.dot`` with the forward's FLOPs (``[B*Ho*Wo, kh*kw*Cin] @ [kh*kw*Cin, Cout]``),
   forward only: what a matrix product of that size reaches on this machine;
 * ``torch`` (``--torch``, when PyTorch is installed): ``F.conv2d`` in NCHW, forward under
   ``no_grad`` and forward+backward with ``autograd.grad``.
 
+Each layer's ``default`` says which of ``xla`` and ``matmul`` the library's default
+(``DFN_JAX_CONV=matmul``, the CPU's) computes the kernel gradient with: the im2col product from
+``MIN_PATCH_ROWS`` output positions (batch x height x width) and for 1x1 convolutions, XLA's below.
 Each timing is a median of ``--runs`` calls after warm-up, with GFLOP/s (forward ``2*B*Ho*Wo*kh*kw
 *Cin*Cout``; forward+backward three times that). ``totals`` weighs each layer by its count: the
-convolutions' share of one train step. Usage: ``python -m benchmarks.conv [--batch-size 16]
-[--runs 7] [--torch] [--small] [--out F]``. Prints one JSON document to stdout; progress goes to
-stderr.
+convolutions' share of one train step (``default``: each layer's default implementation). Usage:
+``python -m benchmarks.conv [--batch-size 16] [--runs 7] [--torch] [--small] [--out F]``. Prints one
+JSON document to stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ def _pads(k: int, stride: int):
 def jax_functions(implementation: str, stride: int, pads):
     def conv(x, w):
         return ops.conv_general_dilated(
-            x, w, (stride, stride), pads, dimension_numbers=NHWC, implementation=implementation
-        )
+            x, w, (stride, stride), pads, dimension_numbers=NHWC,
+            implementation=implementation, min_patch_rows=0,
+        )  # fmt: skip
 
     def forward_backward(x, w, cotangent):
         out, vjp = jax.vjp(conv, x, w)
@@ -119,6 +123,8 @@ def bench_layer(layer, batch: int, args) -> dict:
         "kernel": [k, k, cin, cout],
         "stride": stride,
         "calls_per_step": count,
+        "output_positions": batch * out_side * out_side,
+        "default": "matmul" if k == 1 or batch * out_side**2 >= _conv.MIN_PATCH_ROWS else "xla",
         "forward_gflop": flops / 1e9,
         "implementations": {},
     }
@@ -162,6 +168,10 @@ def totals(records: list[dict]) -> dict:
                     r["implementations"][impl][key] * r["calls_per_step"] for r in records
                 )
         out[impl] = row
+    out["default"] = {
+        key: sum(r["implementations"][r["default"]][key] * r["calls_per_step"] for r in records)
+        for key in ("forward_s", "forward_backward_s")
+    }
     return out
 
 
@@ -203,6 +213,7 @@ def main(argv=None):
         "runs": args.runs,
         "small": args.small,
         "default_implementation": _conv.default_implementation(),
+        "min_patch_rows": _conv.MIN_PATCH_ROWS,
         "layers": [],
     }
     print(f"convolutions at batch {args.batch_size}", file=sys.stderr)

@@ -108,4 +108,7 @@ def test_conv_benchmark_small():
             res = record["implementations"][impl]
             assert res["forward_s"] > 0 and res["forward_backward_gflops"] > 0
         assert record["matmul_speedup_forward_backward"] > 0
+    # 1*16*16 output positions: XLA's kernel gradient for the 3x3, dot for the 1x1
+    assert [r["default"] for r in doc["layers"]] == ["xla", "matmul"]
     assert doc["totals"]["matmul"]["forward_backward_s"] > 0
+    assert doc["totals"]["default"]["forward_backward_s"] > 0
