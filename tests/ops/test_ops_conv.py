@@ -241,3 +241,17 @@ def test_training_is_the_same_with_either_implementation(monkeypatch):
     matmul, xla = losses("matmul"), losses("xla")
     assert matmul[-1] < 0.7 * matmul[0]
     np.testing.assert_allclose(matmul, xla, rtol=1e-4, atol=1e-5)
+
+
+def test_the_zoo_builds_every_convolution_with_layers_conv():
+    """A model that used ``nnx.Conv`` directly would miss the CPU's fast gradients."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("dfn_jax", "experiments")
+        for path in (root / folder).rglob("*.py")
+        if "nnx.Conv(" in path.read_text()
+    ]
+    assert not offenders, f"use dfn_jax.layers.Conv instead of nnx.Conv in {offenders}"
