@@ -5,8 +5,11 @@ gradient descent", Sec. 2).
 One *meta-epoch* draws ``num_problems`` fresh problems of a task (:mod:`dfn_jax.data.optimizees`,
 ``vmap``-ed), and optimizes them for ``unroll_steps`` steps with the learned optimizer, in
 truncations of ``truncation`` steps. Each truncation is one meta-step: its meta-loss is the sum of
-the optimizee losses ``f(theta_t)`` after each of its updates (all weights 1), averaged over the
-problems, differentiated with respect to the optimizer's meta-parameters ``phi`` (the optimizee's
+the optimizee losses ``f(theta_t)`` after each of its updates, averaged over the problems, with
+weights ``w_t`` by ``step_weights`` (:func:`step_weights`): ``"uniform"``, all 1 (the paper's), or
+``"linear"``, ``w_t = 2 t / (unroll_steps + 1)`` for the ``t``-th step of the whole unroll (mean 1
+over the unroll; later steps, where the learned optimizer tends to fall behind, count more),
+differentiated with respect to the optimizer's meta-parameters ``phi`` (the optimizee's
 gradients are inputs: their own derivatives are dropped unless ``second_order``), and ``phi``
 takes an Adam step. The optimizees' parameters and the optimizer's state carry over to the next
 truncation without gradient. Every ``eval_every_epochs`` the optimizer runs on fixed validation
@@ -34,6 +37,30 @@ from dfn_jax.layers.rollout import resolve_unroll
 from dfn_jax.training.run import Run
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
+
+#: The meta-loss's weightings of the steps (:func:`step_weights`); ``config.meta.step_weights``.
+STEP_WEIGHTS = ("uniform", "linear")
+
+
+def check_step_weights(name: str) -> str:
+    """``name`` if it is one of :data:`STEP_WEIGHTS`, else a ``ValueError``."""
+    if name not in STEP_WEIGHTS:
+        allowed = ", ".join(repr(v) for v in STEP_WEIGHTS)
+        raise ValueError(f"`meta.step_weights` must be one of {allowed}, not {name!r}.")
+    return name
+
+
+def step_weights(name: str, start, length: int, unroll_steps: int | None, dtype=jnp.float32):
+    """The weights ``[length]`` of the losses after the steps ``start + 1 .. start + length``
+    (1-based over the whole unroll of ``unroll_steps``; ``start`` may be traced): all 1
+    (``"uniform"``) or ``2 t / (unroll_steps + 1)`` (``"linear"``, mean 1 over the unroll)."""
+    check_step_weights(name)
+    if name == "uniform":
+        return jnp.ones((length,), dtype)
+    if unroll_steps is None:
+        raise ValueError("`meta.step_weights='linear'` needs `unroll_steps`.")
+    t = jnp.asarray(start) + jnp.arange(1, length + 1)
+    return (2.0 * t / (unroll_steps + 1)).astype(dtype)
 
 
 def optimize_scan(
@@ -78,9 +105,15 @@ def optimize_scan(
 def truncation_meta_loss(
     meta_params, optimizer_fn: OptimizerFn, task, data, params, opt_state, problems, start,
     length: int, second_order: bool = False, *, unroll: int | bool = 1,
+    weights: str = "uniform", unroll_steps: int | None = None,
 ):  # fmt: skip
-    """Mean over problems of ``sum_{t = start+1}^{start+length} f(theta_t)``, each ``f`` the
-    task's ``meta_loss``; aux: the carried ``(params, opt_state)`` and the mean final loss."""
+    """Mean over problems of ``sum_{t = start+1}^{start+length} w_t f(theta_t)``, each ``f``
+    the task's ``meta_loss``, ``w_t`` by ``weights`` (:func:`step_weights`; ``"linear"`` needs
+    ``unroll_steps``, the length of the whole unroll); aux: the carried ``(params, opt_state)``
+    and the mean final loss (unweighted)."""
+    check_step_weights(weights)
+    if weights == "linear" and unroll_steps is None:
+        raise ValueError("`meta.step_weights='linear'` needs `unroll_steps`.")
     optimizer = optimizer_fn(meta_params)
 
     def one(params, opt_state, problem):
@@ -88,7 +121,10 @@ def truncation_meta_loss(
             optimizer, task, data, params, opt_state, problem, start, length,
             stop_gradients=not second_order, unroll=unroll, meta=True,
         )  # fmt: skip
-        return jnp.sum(values[1:]) + final, carry, final
+        if weights == "uniform":  # the paper's: kept as it was, bitwise
+            return jnp.sum(values[1:]) + final, carry, final
+        w = step_weights(weights, start, length, unroll_steps, values.dtype)
+        return jnp.sum(w[:-1] * values[1:]) + w[-1] * final, carry, final
 
     losses, carry, finals = jax.vmap(one)(params, opt_state, problems)
     return jnp.mean(losses), (carry, jnp.mean(finals))
@@ -158,11 +194,14 @@ def meta_train(
     eval_every_epochs: int = 0,
     num_val_problems: int = 0,
     unroll: int | bool | str = "auto",
+    step_weights: str = "uniform",
 ) -> dict:
     """Meta-trains in ``run`` (module docstring); returns the final state, whose
     ``best_meta_params`` are the best by validation (the last ones when there is none).
     ``unroll``: of each truncation's ``lax.scan`` (``"auto"``: fully unrolled on CPU, where a
-    rolled loop's backward pass is several times slower, rolled elsewhere)."""
+    rolled loop's backward pass is several times slower, rolled elsewhere). ``step_weights``:
+    of the meta-loss's steps, one of :data:`STEP_WEIGHTS`."""
+    weights = check_step_weights(step_weights)
     unroll = resolve_unroll(unroll)
     if unroll_steps % truncation:
         raise ValueError(
@@ -203,7 +242,7 @@ def meta_train(
         grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
         (loss, (carry, final)), grads = grad_fn(
             meta_params, optimizer_fn, task, data, params, opt_state, problems, start,
-            truncation, second_order, unroll=unroll,
+            truncation, second_order, unroll=unroll, weights=weights, unroll_steps=unroll_steps,
         )  # fmt: skip
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)

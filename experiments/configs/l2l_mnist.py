@@ -13,8 +13,10 @@ validation on 20 fixed problems every 20 meta-epochs, the best kept. Evaluation:
 test problems for the trained setting and for the paper's generalisation tests (200 steps, 40
 hidden units, two hidden layers, ReLU), each baseline's learning rate tuned per test on 50 tuning
 problems. ``--config.task.meta_batch_size=N`` sums the meta-loss's ``f(theta_t)`` on N examples of
-its own per step instead of the step's minibatch (0, the paper's); docs/RESULTS.md has what the
-settings tried after the first run reached.
+its own per step instead of the step's minibatch (0, the paper's);
+``--config.meta.step_weights=linear`` weighs the loss after step ``t`` by ``2 t / (unroll_steps +
+1)`` instead of 1 (later steps count more); docs/RESULTS.md has what the settings tried after the
+first run reached.
 """
 
 from __future__ import annotations

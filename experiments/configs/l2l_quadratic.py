@@ -6,11 +6,13 @@ gradient descent", NIPS 2016, Sec. 3.1)::
 
 Two LSTM layers of 20 units shared by the 10 coordinates, raw gradients in and updates out (no
 preprocessing, no output scale, as the paper's quadratics); 100 optimization steps per problem
-unrolled in truncations of 20; per meta-step 128 fresh problems (``meta.num_problems``), Adam
-0.003 on the optimizer's weights; validation on 100 fixed problems every 10 meta-epochs, the best
-kept. Then SGD, RMSprop, Adam and Nesterov momentum, each with its learning rate tuned on a
-half-decade grid on 100 tuning problems, against the learned optimizer on 100 test problems,
-10-dimensional (the training distribution) and 20-dimensional (never seen).
+unrolled in truncations of 20; per meta-step 128 fresh problems (``meta.num_problems``), the
+meta-loss the sum of the losses after each step (``meta.step_weights=uniform``, the paper's;
+``linear`` weighs step ``t`` by ``2 t / (unroll_steps + 1)``), Adam 0.003 on the optimizer's
+weights; validation on 100 fixed problems every 10 meta-epochs, the best kept. Then SGD,
+RMSprop, Adam and Nesterov momentum, each with its learning rate tuned on a half-decade grid on
+100 tuning problems, against the learned optimizer on 100 test problems, 10-dimensional (the
+training distribution) and 20-dimensional (never seen).
 
 ``task.distribution=uniform`` draws ``W, y`` in [0, 1) as the authors' code does.
 """
@@ -59,6 +61,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "eval_every_epochs": 10,
             "num_val_problems": 100,
             "unroll": "auto",  # of each truncation's scan: fully unrolled on CPU
+            # Weights of the meta-loss's f(theta_t): "uniform" (all 1, the paper's) or "linear"
+            # (w_t = 2 t / (unroll_steps + 1) over the whole unroll: later steps count more).
+            "step_weights": "uniform",
         }
     )
     config.evaluation = ml_collections.ConfigDict(

@@ -65,6 +65,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
     def run(self, workdir: str) -> dict:
         config = self.config
         m, learned = config.meta, config.learned
+        step_weights = meta.check_step_weights(m.get("step_weights", "uniform"))
         task = self.make_task()
         data = self.task_data(task)
         phi0 = init_meta_params(
@@ -98,6 +99,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             eval_every_epochs=m.eval_every_epochs,
             num_val_problems=m.num_val_problems,
             unroll=m.unroll,
+            step_weights=step_weights,
         )
         train_time = time.perf_counter() - start
         phi = jax.device_get(state["best_meta_params"])

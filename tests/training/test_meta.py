@@ -1,7 +1,9 @@
 """The meta-learning loop: meta-gradients against finite differences (first and second order),
-the authors' convergence test, and a bitwise resume after a kill mid-epoch."""
+the authors' convergence test, a bitwise resume after a kill mid-epoch, and the meta-loss's step
+weights (uniform bitwise the paper's sum, linear against a hand-written loop, bad values)."""
 
 import dataclasses
+import functools
 import warnings
 
 import chex
@@ -16,6 +18,8 @@ from dfn_jax import optim
 from dfn_jax.data.optimizees import MLPClassifier, Quadratic
 from dfn_jax.training import meta
 from dfn_jax.training.run import Preempted, Run
+from experiments import main
+from experiments.configs import l2l_mnist
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,3 +273,102 @@ def test_truncation_meta_loss_sums_the_tasks_meta_loss():
         return float(loss)
 
     np.testing.assert_allclose(value(Doubled()), 2.0 * value(Square()), rtol=1e-6)
+
+
+def _tiny_truncation(num_problems=2, dim=3):
+    """A tiny LSTM optimizer on ``Square`` problems: its meta-parameters, function, the
+    problems' parameters and optimizer state."""
+    phi = optim.init_meta_params(jax.random.key(0), hidden_size=4, num_layers=1, preprocess=False)
+    fn = lambda p: optim.lstm_optimizer(p, preprocess=False)  # noqa: E731
+    params = jax.random.normal(jax.random.key(1), (num_problems, dim))
+    opt_state = jax.vmap(fn(phi).init)(params)
+    return phi, fn, params, opt_state
+
+
+def test_uniform_step_weights_are_the_papers_sum_bitwise():
+    task = Square()
+    phi, fn, params, opt_state = _tiny_truncation()
+    length = 4
+
+    def previous(phi, start):  # the meta-loss before step weights, verbatim
+        optimizer = fn(phi)
+
+        def one(params, opt_state, problem):
+            carry, values, final = meta.optimize_scan(
+                optimizer, task, {}, params, opt_state, problem, start, length, meta=True
+            )
+            return jnp.sum(values[1:]) + final, carry, final
+
+        losses, carry, finals = jax.vmap(one)(params, opt_state, {})
+        return jnp.mean(losses), (carry, jnp.mean(finals))
+
+    for start in (0, 4):
+        expected, expected_grads = jax.value_and_grad(previous, has_aux=True)(phi, start)
+        for kwargs in ({}, {"weights": "uniform"}, {"weights": "uniform", "unroll_steps": 8}):
+            got, got_grads = jax.value_and_grad(meta.truncation_meta_loss, has_aux=True)(
+                phi, fn, task, {}, params, opt_state, {}, start, length, **kwargs
+            )
+            chex.assert_trees_all_equal(got, expected)
+            chex.assert_trees_all_equal(got_grads, expected_grads)
+    np.testing.assert_array_equal(meta.step_weights("uniform", 3, 4, None), np.ones(4))
+
+
+def test_linear_step_weights_weigh_each_global_step_by_2t_over_n_plus_1():
+    task = Square()
+    phi, fn, params, opt_state = _tiny_truncation()
+    unroll_steps, length = 6, 3
+
+    def by_hand(start):
+        total = 0.0
+        for i in range(params.shape[0]):
+            opt = fn(phi)
+            x, state = params[i], jax.tree.map(lambda s, i=i: s[i], opt_state)
+            for k in range(length):
+                grads = jax.grad(task.loss)(x, {}, start + k, {})
+                updates, state = opt.update(grads, state, x)
+                x = x + updates
+                t = start + k + 1  # the global step after which f(theta_t) is taken
+                total += 2.0 * t / (unroll_steps + 1) * float(task.loss(x, {}, t, {}))
+        return total / params.shape[0]
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def jitted(start, weights):  # `start` traced, as in meta_train's meta-step
+        return meta.truncation_meta_loss(
+            phi, fn, task, {}, params, opt_state, {}, start, length,
+            weights=weights, unroll_steps=unroll_steps,
+        )[0]  # fmt: skip
+
+    for start in (0, 3):
+        expected = by_hand(start)
+        eager, _ = meta.truncation_meta_loss(
+            phi, fn, task, {}, params, opt_state, {}, start, length,
+            weights="linear", unroll_steps=unroll_steps,
+        )  # fmt: skip
+        np.testing.assert_allclose(float(eager), expected, rtol=1e-5)
+        np.testing.assert_allclose(float(jitted(start, "linear")), expected, rtol=1e-5)
+        assert float(jitted(start, "linear")) != float(jitted(start, "uniform"))
+    # Mean weight 1 over the whole unroll, whatever the truncation.
+    weights = [meta.step_weights("linear", s, length, unroll_steps) for s in (0, 3)]
+    np.testing.assert_allclose(np.concatenate(weights), 2 * np.arange(1, 7) / 7, rtol=1e-6)
+    np.testing.assert_allclose(float(np.mean(np.concatenate(weights))), 1.0, rtol=1e-6)
+
+
+def test_a_bad_step_weights_value_is_rejected_early(tmp_path):
+    match = r"`meta.step_weights` must be one of 'uniform', 'linear', not 'cubic'"
+    with pytest.raises(ValueError, match=match):
+        meta.check_step_weights("cubic")
+    with pytest.raises(ValueError, match=match):  # before anything else is looked at
+        meta.meta_train(
+            None, optimizer_fn=None, init_meta_params=None, task=None, data=None, seed=0,
+            num_epochs=1, num_problems=1, unroll_steps=20, truncation=20,
+            meta_optimizer=optax.adam(1e-3), step_weights="cubic",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="needs `unroll_steps`"):
+        meta.step_weights("linear", 0, 4, None)
+    config = l2l_mnist.get_config()
+    assert config.meta.step_weights == "uniform"  # the paper's, inherited from l2l_quadratic
+    config.meta.step_weights = "cubic"
+    config.data.mnist_dir = str(tmp_path / "absent")  # the check precedes loading the data
+    config.data.download = False
+    with pytest.raises(ValueError, match=match):
+        main.make_experiment(config).run(str(tmp_path / "workdir"))
