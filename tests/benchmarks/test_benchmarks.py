@@ -112,3 +112,26 @@ def test_conv_benchmark_small():
     assert [r["default"] for r in doc["layers"]] == ["xla", "matmul"]
     assert doc["totals"]["matmul"]["forward_backward_s"] > 0
     assert doc["totals"]["default"]["forward_backward_s"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_small(tmp_path):
+    """Issue 16's one accelerator command, at smoke size on the CPU: every part exits 0 and
+    leaves at most the eight files the device tool returns."""
+    out = tmp_path / "out"
+    run_python(
+        "-c",
+        "import subprocess, sys; sys.exit(subprocess.call(['bash', 'benchmarks/gpu_check.sh']))",
+        timeout=600,
+        OUT=str(out),
+        WORK=str(tmp_path / "work"),
+        SMALL="1",
+        PYTHON=sys.executable,
+    )
+    summary = (out / "summary.txt").read_text()
+    for part in ("dynamic_filter", "train_step", "train_step_conv", "moving_mnist"):
+        assert f"{part}: exit 0" in summary, summary
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and "moving_mnist_results.json" in files, files
+    conv = json.loads((out / "train_step_conv.json").read_text())
+    assert [r["conv"] for r in conv["results"]] == ["xla", "matmul"]
