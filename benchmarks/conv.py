@@ -124,7 +124,7 @@ def bench_layer(layer, batch: int, args) -> dict:
         "stride": stride,
         "calls_per_step": count,
         "output_positions": batch * out_side * out_side,
-        "default": "matmul" if k == 1 or batch * out_side**2 >= _conv.MIN_PATCH_ROWS else "xla",
+        "default": "matmul" if _conv.uses_matmul(x.shape, w.shape, (stride,) * 2, pads) else "xla",
         "forward_gflop": flops / 1e9,
         "implementations": {},
     }

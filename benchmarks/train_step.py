@@ -45,7 +45,6 @@ progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import resource
@@ -237,18 +236,9 @@ def bench_eval(trainer, state, batch, args) -> dict:
     return res
 
 
-@contextlib.contextmanager
 def conv_implementation(value: str):
     """Sets ``DFN_JAX_CONV`` (read when a step is traced) for the duration of one setting."""
-    before = os.environ.get(_conv.CONV_ENV)
-    os.environ[_conv.CONV_ENV] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(_conv.CONV_ENV, None)
-        else:
-            os.environ[_conv.CONV_ENV] = before
+    return mock.patch.dict(os.environ, {_conv.CONV_ENV: value})
 
 
 def bench_setting(args, setting) -> tuple[dict, object]:

@@ -36,7 +36,7 @@ MALLOPT_SETTINGS = {
     "M_ARENA_MAX": (-8, 1),
     "M_MMAP_MAX": (-4, 0),
     "M_TRIM_THRESHOLD": (-1, -1),  # mallopt(3): -1 disables trimming (2**31 - 1 would still
-    # return a freed top chunk larger than 2 GiB: the batch-16 paper step frees 11 GiB at once)
+    # return a freed top chunk larger than 2 GiB: the batch-16 paper step frees ~4 GiB at once)
 }
 
 _ACCELERATOR_PLUGINS = (

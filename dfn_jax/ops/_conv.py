@@ -121,10 +121,21 @@ def conv_general_dilated(
     else:
         pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-    return _conv_nhwc(
-        lhs, rhs, strides, pads, precision, preferred_element_type,
-        MIN_PATCH_ROWS if min_patch_rows is None else int(min_patch_rows),
-    )  # fmt: skip
+    rows = MIN_PATCH_ROWS if min_patch_rows is None else int(min_patch_rows)
+    if not uses_matmul(lhs.shape, rhs.shape, strides, pads, rows):
+        return xla()  # too small for the im2col kernel gradient to pay: XLA's, gradients too
+    return _conv_nhwc(lhs, rhs, strides, pads, precision, preferred_element_type)
+
+
+def uses_matmul(lhs_shape, rhs_shape, strides, pads, min_patch_rows: int = MIN_PATCH_ROWS) -> bool:
+    """Whether an NHWC/HWIO convolution takes the matrix-product path: a 1x1 convolution without
+    stride or padding (``dot``), or one with at least ``min_patch_rows`` output positions."""
+    if _pointwise(rhs_shape, strides, pads):
+        return True
+    (kh, kw), (sh, sw) = rhs_shape[:2], strides
+    ho = (lhs_shape[1] + sum(pads[0]) - kh) // sh + 1
+    wo = (lhs_shape[2] + sum(pads[1]) - kw) // sw + 1
+    return lhs_shape[0] * ho * wo >= min_patch_rows
 
 
 def _xla_nhwc(x, w, strides, pads, precision, preferred_element_type):
@@ -139,12 +150,14 @@ def _xla_nhwc(x, w, strides, pads, precision, preferred_element_type):
     )
 
 
-def _pointwise(x, w, strides, pads) -> bool:
-    return w.shape[:2] == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0))
+def _pointwise(rhs_shape, strides, pads) -> bool:
+    return tuple(rhs_shape[:2]) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0))
 
 
 def _patches(x, kernel_hw, strides, pads, out_hw):
-    """``[B, Ho*Wo... ]``: ``[B*Ho*Wo, kh*kw*C]``, tap-major like an HWIO kernel's rows."""
+    """The patch matrix ``[B*Ho*Wo, kh*kw*C]`` of ``x`` ``[B, H, W, C]``, tap-major like the rows
+    of an HWIO kernel. Strided slices, not ``lax.conv_general_dilated_patches``: that is itself a
+    convolution (with an identity kernel of ``kh*kw*C`` outputs), slow on the CPU."""
     (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
     xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     taps = [
@@ -160,9 +173,10 @@ def _patches(x, kernel_hw, strides, pads, out_hw):
     return jnp.stack(taps, axis=3).reshape(-1, kh * kw * x.shape[3])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type, min_patch_rows):
-    if _pointwise(x, w, strides, pads):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type):
+    """The matrix-product path (:func:`uses_matmul`): ``dot`` for 1x1, else XLA's forward."""
+    if _pointwise(w.shape, strides, pads):
         y = jnp.dot(
             x.reshape(-1, x.shape[3]),
             w.reshape(w.shape[2], w.shape[3]),
@@ -173,24 +187,17 @@ def _conv_nhwc(x, w, strides, pads, precision, preferred_element_type, min_patch
     return _xla_nhwc(x, w, strides, pads, precision, preferred_element_type)
 
 
-def _conv_fwd(x, w, strides, pads, precision, preferred_element_type, min_patch_rows):
-    out = _conv_nhwc(x, w, strides, pads, precision, preferred_element_type, min_patch_rows)
-    return out, (x, w)
+def _conv_fwd(x, w, strides, pads, precision, preferred_element_type):
+    return _conv_nhwc(x, w, strides, pads, precision, preferred_element_type), (x, w)
 
 
-def _conv_bwd(strides, pads, precision, preferred_element_type, min_patch_rows, residuals, dy):
+def _conv_bwd(strides, pads, precision, preferred_element_type, residuals, dy):
     x, w = residuals
     kh, kw, cin, cout = w.shape
     dy2 = dy.reshape(-1, cout)
-    if _pointwise(x, w, strides, pads):
+    if _pointwise(w.shape, strides, pads):
         dx = jnp.dot(dy2, w.reshape(cin, cout).T, precision=precision).reshape(x.shape)
         patches = x.reshape(-1, cin)
-    elif dy2.shape[0] < min_patch_rows:
-        _, vjp = jax.vjp(
-            lambda v, k: _xla_nhwc(v, k, strides, pads, precision, preferred_element_type), x, w
-        )
-        dx, dw = vjp(dy)
-        return dx.astype(x.dtype), dw.astype(w.dtype)
     else:
         _, vjp_x = jax.vjp(
             lambda v: _xla_nhwc(v, w, strides, pads, precision, preferred_element_type), x

@@ -111,9 +111,6 @@ def truncation_meta_loss(
     the task's ``meta_loss``, ``w_t`` by ``weights`` (:func:`step_weights`; ``"linear"`` needs
     ``unroll_steps``, the length of the whole unroll); aux: the carried ``(params, opt_state)``
     and the mean final loss (unweighted)."""
-    check_step_weights(weights)
-    if weights == "linear" and unroll_steps is None:
-        raise ValueError("`meta.step_weights='linear'` needs `unroll_steps`.")
     optimizer = optimizer_fn(meta_params)
 
     def one(params, opt_state, problem):
