@@ -3,7 +3,9 @@ flushed caches), compile times and compiled memory."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import resource
 import statistics
 import time
@@ -118,6 +120,19 @@ def memory_of(compiled) -> dict:
 def temp_bytes(compiled) -> int | None:
     """``compiled.memory_analysis().temp_size_in_bytes``, or ``None`` where the backend lacks it."""
     return memory_of(compiled).get("temp_bytes")
+
+
+def header(benchmark: str) -> dict:
+    """The fields every benchmark's JSON starts with: its name, the date and the machine."""
+    return {
+        "benchmark": benchmark,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def emit(doc: dict, out: str | None) -> None:

@@ -53,7 +53,6 @@ stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import sys
@@ -63,6 +62,7 @@ import types
 import jax
 import numpy as np
 
+from benchmarks import _timing
 from dfn_jax.layers.rollout import resolve_unroll
 from dfn_jax.models import VideoDFNConfig
 from dfn_jax.training.mesh import OnMesh
@@ -475,14 +475,9 @@ def main(argv=None):
     if torch is not None and args.threads is not None:
         torch.set_num_threads(args.threads)
     doc = {
-        "benchmark": "compare_pytorch",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **_timing.header("compare_pytorch"),
         "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
         "load_average_start": list(os.getloadavg()),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
         "torch": None,
         "torch_version": None,
         "torch_num_threads": None,

@@ -27,7 +27,6 @@ JSON document to stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import _timing
 from benchmarks._timing import emit, median_time
 from dfn_jax import ops
 from dfn_jax.ops import _conv
@@ -201,12 +201,7 @@ def main(argv=None):
         torch.set_num_threads(os.cpu_count() or 1)
     layers = SMALL_LAYERS if args.small else LAYERS
     doc = {
-        "benchmark": "conv",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
-        "cpu_count": os.cpu_count(),
+        **_timing.header("conv"),
         "load_average_start": list(os.getloadavg()),
         "host": host_description(),
         "batch_size": args.batch_size,

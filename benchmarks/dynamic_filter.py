@@ -43,7 +43,6 @@ Prints one JSON document to stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -314,15 +313,8 @@ def _load_average():
 def main(argv=None):
     args = parse_args(argv)
     dtype = jnp.dtype(args.dtype)
-    device = jax.devices()[0]
     doc = {
-        "benchmark": "dynamic_local_filter",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": device.device_kind,
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
+        **_timing.header("dynamic_local_filter"),
         "dtype": args.dtype,
         "runs": args.runs,
         "filters": "shared over channels, [B, H, W, kh*kw]",

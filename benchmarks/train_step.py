@@ -45,7 +45,6 @@ progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import resource
 import statistics
@@ -57,6 +56,7 @@ from unittest import mock
 import jax
 import numpy as np
 
+from benchmarks import _timing
 from dfn_jax.ops import _conv
 from dfn_jax.training import trainer as trainer_module
 from dfn_jax.training.run import Run, host_description
@@ -208,7 +208,7 @@ def bench_train(trainer, batch, args) -> tuple[dict, dict]:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
         losses.append(float(metrics["loss"]))
-        print(f"  train step {i}: {times[-1]:.2f} s", file=sys.stderr)
+        print(f"  train step {i}: {times[-1]:.4g} s", file=sys.stderr)
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"non-finite training loss: {losses}")
     res.update(median_s=statistics.median(times), min_s=min(times), runs=args.runs, times_s=times)
@@ -422,16 +422,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     wall_start = time.perf_counter()
-    device = jax.devices()[0]
     doc = {
-        "benchmark": "train_step",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": device.device_kind,
-        "device_count": jax.device_count(),
+        **_timing.header("train_step"),
         "devices_used": 1,
-        "cpu_count": os.cpu_count(),
         "load_average_start": list(os.getloadavg()),
         "host": host_description(),
         "experiment": "moving_mnist",

@@ -39,8 +39,10 @@ Forward-mode differentiation (``jax.jvp``) is not supported, as for any ``custom
 
 The XLA versions: ``F`` and ``G`` are sums over the ``kh*kw`` statically shifted windows, which
 XLA fuses into one loop that reads every operand once; ``H`` is written one window row (``kw``
-taps) at a time in a ``fori_loop`` (stacking all taps made XLA keep ``kh*kw`` separate buffers and,
-inside a recurrent model, made compile times explode). The C++ kernels read or write the large
+taps) at a time in a ``fori_loop`` on the CPU (stacking all taps made XLA keep ``kh*kw`` separate
+buffers and, inside a recurrent model, made compile times explode); on other backends ``H`` is the
+reference's transpose in the filters, one gather of the windows (8x faster than the rows on an
+H200: docs/BENCHMARKS.md). The C++ kernels read or write the large
 per-pixel-tap operand once, in memory order, vectorised over the taps of a window row (or over
 the channels, for filters shared by many channels), on the intra-op thread pool; see the
 source's header. Which one runs is decided when the function is traced
@@ -156,7 +158,8 @@ def _local_filter_reference(x, f, kh, kw):
         # The kh x kw window whose top-left corner in padded coordinates is (y, x_).
         patch = lax.dynamic_slice(image, (y, x_, 0), (kh, kw, c)).reshape(kh * kw, c)
         if pixel_filter.ndim == 1:  # One filter for all channels.
-            return pixel_filter @ patch  # [T] @ [T, C] -> [C]
+            # [T] @ [T, C] -> [C], exact in float32 on every backend (no TF32 on GPUs).
+            return jnp.matmul(pixel_filter, patch, precision=lax.Precision.HIGHEST)
         return jnp.sum(pixel_filter.T * patch, axis=0)  # [T, C] * [T, C] -> [C]
 
     per_column = jax.vmap(pixel, in_axes=(None, 0, None, 0))
@@ -374,6 +377,24 @@ def _xla_adjoint(g, f, kh, kw):
 
 
 def _xla_outer(g, x, kh, kw, per_channel):
+    """``H``, in the form measured fastest on the backend (benchmarks/local_filter_forms.py):
+    ``_xla_outer_rows`` on CPU, ``_xla_outer_gather`` elsewhere (on an H200 at 256x64x64x1 9x9:
+    0.29 ms against 2.43 ms, 2.0x and 16.5x the copy roofline; docs/BENCHMARKS.md)."""
+    form = _xla_outer_rows if jax.default_backend() == "cpu" else _xla_outer_gather
+    return form(g, x, kh, kw, per_channel)
+
+
+def _xla_outer_gather(g, x, kh, kw, per_channel):
+    """``H`` as the transpose, in the filters, of the reference's per-pixel product with its
+    window: XLA lowers the windows to one gather and multiplies each by ``g`` as it reads it.
+    The filters only give the transpose its shape (their values do not enter it)."""
+    f_shape = _outer_shape(g, kh * kw, per_channel)
+    f = jnp.zeros(f_shape, jnp.float32)
+    _, vjp = jax.vjp(lambda f: _local_filter_reference(x, f, kh, kw), f)
+    return vjp(g.astype(jnp.float32))[0]
+
+
+def _xla_outer_rows(g, x, kh, kw, per_channel):
     """``H``: ``gf[..., t] = g * window_t(x)`` (summed over channels if shared), one window row of
     ``kw`` taps per ``fori_loop`` step."""
     _, h, w, _ = g.shape

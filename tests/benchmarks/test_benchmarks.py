@@ -114,6 +114,23 @@ def test_conv_benchmark_small():
     assert doc["totals"]["default"]["forward_backward_s"] > 0
 
 
+def test_local_filter_forms_benchmark_tiny():
+    doc = run_benchmark("local_filter_forms", "--shapes", "1,6,5,2,3,3", "--runs", "1")
+    assert doc["benchmark"] == "local_filter_forms" and doc["backend"] == "cpu"
+    (record,) = doc["shapes"]
+    forms = {(r["op"], r["form"]): r for r in record["results"]}
+    assert set(forms) == {
+        ("G", "taps"),
+        ("G", "reference"),
+        ("H", "rows"),
+        ("H", "gather"),
+        ("H", "reference"),
+    }
+    # On the CPU the library uses the taps and the window rows.
+    assert [k for k, r in forms.items() if r["chosen"]] == [("G", "taps"), ("H", "rows")]
+    assert all(r["median_s"] > 0 and r["vs_roofline"] > 0 for r in forms.values())
+
+
 @pytest.mark.slow
 def test_gpu_check_script_runs_small(tmp_path):
     """Issue 16's one accelerator command, at smoke size on the CPU: every part exits 0 and
@@ -129,7 +146,14 @@ def test_gpu_check_script_runs_small(tmp_path):
         PYTHON=sys.executable,
     )
     summary = (out / "summary.txt").read_text()
-    for part in ("dynamic_filter", "train_step", "train_step_conv", "moving_mnist"):
+    parts = (
+        "dynamic_filter",
+        "local_filter_forms",
+        "train_step",
+        "train_step_conv",
+        "moving_mnist",
+    )
+    for part in parts:
         assert f"{part}: exit 0" in summary, summary
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8 and "moving_mnist_results.json" in files, files

@@ -191,6 +191,56 @@ def test_xla_gradients_match_reference(shape):
     _check_gradients_match_reference(shape, True, "xla")
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 6, 7, 1, 3, 3, False), (2, 8, 6, 3, 5, 3, False), (1, 5, 9, 2, 3, 5, True)],
+    ids=_shape_id,
+)
+def test_filter_gradient_forms_agree(shape, jit):
+    """``H``'s accelerator form (the gather) equals its CPU form (window rows), shared filters
+    summed over channels and per-channel filters alike."""
+    from dfn_jax.ops import _local_filter as lf
+
+    b, h, w, c, kh, kw, per_channel = shape
+    x, _ = _random_case(5, b, h, w, c, kh, kw, per_channel=per_channel)
+    g = jnp.asarray(np.random.default_rng(6).standard_normal((b, h, w, c)), jnp.float32)
+    forms = (lf._xla_outer_rows, lf._xla_outer_gather)
+    if jit:
+        forms = tuple(jax.jit(form, static_argnums=(2, 3, 4)) for form in forms)
+    rows, gather = (form(g, x, kh, kw, per_channel) for form in forms)
+    assert (
+        gather.shape == rows.shape == ((b, h, w, c, kh * kw) if per_channel else (b, h, w, kh * kw))
+    )
+    np.testing.assert_allclose(gather, rows, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["shared", "perchannel"])
+def test_accelerator_dispatch_gradients_match_reference(per_channel, monkeypatch):
+    """The op as it runs off the CPU (the backend faked: XLA forms, the gather for ``H``), first-
+    and second-order gradients against the reference."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jax.clear_caches()  # traces made on the CPU path must not be reused
+    try:
+        _check_gradients_match_reference((2, 7, 6, 2, 3, 5, per_channel), True, "fast")
+        x, f = _random_case(8, 1, 4, 5, 2, 3, 3, per_channel=per_channel)
+        grad_f = jax.grad(lambda f: jnp.sum(ops.dynamic_local_filter(x, f, kernel_size=3)))
+        hlo = jax.jit(grad_f).lower(f).as_text()
+        assert "gather" in hlo and "custom_call" not in hlo
+        x, f = _random_case(7, 1, 5, 6, 2, 3, 3, per_channel=per_channel)
+        check_grads(
+            functools.partial(ops.dynamic_local_filter, kernel_size=3),
+            (x, f),
+            order=2,
+            modes=("rev",),
+            atol=1e-2,
+            rtol=1e-2,
+        )
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()
+
+
 def _check_gradients_match_reference(shape, jit, implementation):
     b, h, w, c, kh, kw, per_channel = shape
     x, f = _random_case(3, b, h, w, c, kh, kw, per_channel=per_channel)
