@@ -70,6 +70,15 @@ def _direction_table(step_length: float) -> np.ndarray:
     return np.rint(steps).astype(np.int32)
 
 
+@functools.lru_cache(maxsize=64)
+def _whole_pixel_direction_table(step_length: float, free: tuple[int, int]) -> np.ndarray:
+    """``int32 [NUM_DIRECTIONS, 2]``: per-frame (row, col) step in whole pixels per direction,
+    each axis's ``step_length * free * (sin, cos)`` rounded to the nearest pixel."""
+    angles = (np.arange(NUM_DIRECTIONS, dtype=np.float64) + 0.5) * (2.0 * np.pi / NUM_DIRECTIONS)
+    steps = step_length * np.stack([free[0] * np.sin(angles), free[1] * np.cos(angles)], axis=-1)
+    return np.rint(steps).astype(np.int32)
+
+
 def bouncing_trajectories(
     key: jax.Array,
     *,
@@ -117,32 +126,47 @@ def trajectory_from_bits(
     num_frames: int,
     free_range: int | tuple[int, int],
     step_length: float = 0.1,
+    whole_pixel_steps: bool = False,
 ) -> jax.Array:
     """``bouncing_trajectories`` from three random ``uint32`` words ``[3]`` instead of a key.
 
     The datasets draw all of a sequence's random bits with one ``jax.random.bits`` call (each
     threefry call costs about a second of CPU compile time) and hand three words to each object.
+
+    With ``whole_pixel_steps``, the trajectory is computed in pixels instead: a whole-pixel start,
+    and a per-frame step of ``step_length * free_range`` rounded to whole pixels on each axis, so
+    every frame moves the object by the same number of pixels (until it bounces). Truncating a
+    fractional step instead moves it by alternating amounts (1 and 2 px for 1.8), which no
+    filter can predict exactly.
     """
     num_frames = positive_int(num_frames, name="num_frames")
-    free = np.asarray(_free_range_pair(free_range), dtype=np.int32)
+    free = _free_range_pair(free_range)
     step_length = check_step_length(step_length)
     if bits.shape != (3,) or bits.dtype != jnp.uint32:
         raise ValueError(f"`bits` must be uint32 of shape [3], got {bits.dtype} {bits.shape}.")
-    start = (bits[:2] % jnp.uint32(POSITION_UNITS + 1)).astype(jnp.int32)
     direction = (bits[2] >> jnp.uint32(32 - _DIRECTION_BITS)).astype(jnp.int32)
-    velocity = jnp.asarray(_direction_table(step_length))[direction]
+    if whole_pixel_steps:
+        bound = jnp.asarray(free, jnp.int32)
+        start = (bits[:2] % (bound + 1).astype(jnp.uint32)).astype(jnp.int32)
+        velocity = jnp.asarray(_whole_pixel_direction_table(step_length, free))[direction]
+    else:
+        bound = jnp.int32(POSITION_UNITS)
+        start = (bits[:2] % jnp.uint32(POSITION_UNITS + 1)).astype(jnp.int32)
+        velocity = jnp.asarray(_direction_table(step_length))[direction]
 
     def step(carry, _):
         position, velocity = carry
         position = position + velocity
-        outside = (position <= 0) | (position >= POSITION_UNITS)
+        outside = (position <= 0) | (position >= bound)
         velocity = jnp.where(outside, -velocity, velocity)
-        position = jnp.clip(position, 0, POSITION_UNITS)
+        position = jnp.clip(position, 0, bound)
         return (position, velocity), position
 
     _, positions = lax.scan(step, (start, velocity), None, length=num_frames)
+    if whole_pixel_steps:
+        return positions
     # positions * free < 2**31 (checked), so the product is exact in int32.
-    return (positions * jnp.asarray(free)[None, :]) // POSITION_UNITS
+    return (positions * jnp.asarray(free, jnp.int32)[None, :]) // POSITION_UNITS
 
 
 def paste_sprites(sprites: jax.Array, positions: jax.Array, *, image_size: int) -> jax.Array:
@@ -190,7 +214,13 @@ def paste_sprites(sprites: jax.Array, positions: jax.Array, *, image_size: int) 
 
 
 def animate_sprites(
-    sprites: jax.Array, bits: jax.Array, *, num_frames: int, image_size: int, step_length: float
+    sprites: jax.Array,
+    bits: jax.Array,
+    *,
+    num_frames: int,
+    image_size: int,
+    step_length: float,
+    whole_pixel_steps: bool = False,
 ) -> jax.Array:
     """Frames ``[T, H, W]`` of ``sprites [D, h, w]`` bouncing on an ``image_size`` canvas: sprite
     ``d`` follows ``trajectory_from_bits(bits[d])`` (``bits``: ``uint32 [D, 3]``) in the free range
@@ -202,6 +232,7 @@ def animate_sprites(
             num_frames=num_frames,
             free_range=free_range,
             step_length=step_length,
+            whole_pixel_steps=whole_pixel_steps,
         )
     )(bits)
     return paste_sprites(sprites, trajectories, image_size=image_size)

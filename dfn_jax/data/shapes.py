@@ -26,6 +26,7 @@ __all__ = [
     "bouncing_shapes_sequences",
     "generate_bouncing_shapes",
     "random_sprites",
+    "sprite_options",
 ]
 
 SHAPE_KINDS = ("square", "disc", "cross", "triangle")
@@ -116,26 +117,43 @@ def _random_sprites(key, *, num_sprites, sprite_size, min_size, max_size, min_gr
     return jax.vmap(make)(jax.random.bits(key, (num_sprites, 3), jnp.uint32))
 
 
-def _one_sequence(key, *, num_frames, image_size, num_shapes, step_length, sprite_options):
+def _one_sequence(
+    key, *, num_frames, image_size, num_shapes, step_length, whole_pixel_steps, sprite_options
+):
     # One threefry call per sequence: per shape, three sprite words and three trajectory words.
     bits = jax.random.bits(key, (num_shapes, 6), jnp.uint32)
     sprites = jax.vmap(functools.partial(_sprite_from_bits, **sprite_options))(bits[:, :3])
     return animate_sprites(
-        sprites, bits[:, 3:], num_frames=num_frames, image_size=image_size, step_length=step_length
+        sprites,
+        bits[:, 3:],
+        num_frames=num_frames,
+        image_size=image_size,
+        step_length=step_length,
+        whole_pixel_steps=whole_pixel_steps,
     )
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("num_frames", "image_size", "num_shapes", "step_length", "sprite_options"),
+    static_argnames=(
+        "num_frames",
+        "image_size",
+        "num_shapes",
+        "step_length",
+        "whole_pixel_steps",
+        "sprite_options",
+    ),
 )
-def _sequences(keys, *, num_frames, image_size, num_shapes, step_length, sprite_options):
+def _sequences(
+    keys, *, num_frames, image_size, num_shapes, step_length, whole_pixel_steps, sprite_options
+):
     make = functools.partial(
         _one_sequence,
         num_frames=num_frames,
         image_size=image_size,
         num_shapes=num_shapes,
         step_length=step_length,
+        whole_pixel_steps=whole_pixel_steps,
         sprite_options=dict(sprite_options),
     )
     return jax.vmap(make)(keys)[..., None]
@@ -148,6 +166,7 @@ def bouncing_shapes_sequences(
     image_size: int = 64,
     num_shapes: int = 2,
     step_length: float = 0.1,
+    whole_pixel_steps: bool = False,
     sprite_size: int = 28,
     min_size: int = 10,
     max_size: int = 20,
@@ -162,6 +181,9 @@ def bouncing_shapes_sequences(
       image_size: canvas side ``H = W``.
       num_shapes: sprites per sequence.
       step_length: speed as a fraction of the free range ``image_size - sprite_size`` per frame.
+      whole_pixel_steps: move each sprite by the same whole number of pixels every frame (its
+        step rounded per axis) instead of truncating a fractional position to pixels, so that
+        one shift filter predicts every frame exactly (``trajectory_from_bits``).
       sprite_size: side of the box a sprite moves in (28, like an MNIST digit).
       min_size, max_size: range of the sprite's extent in pixels.
       min_grey: lowest grey level of a sprite.
@@ -184,8 +206,20 @@ def bouncing_shapes_sequences(
         image_size=image_size,
         num_shapes=num_shapes,
         step_length=step_length,
+        whole_pixel_steps=bool(whole_pixel_steps),
         sprite_options=sprite_options,
     )
+
+
+def sprite_options(sprite_size: int) -> dict:
+    """The sprite options of ``bouncing_shapes_sequences`` for a box of ``sprite_size`` pixels,
+    scaled from the defaults (extents 10 to 20 pixels in a 28-pixel box)."""
+    sprite_size = positive_int(sprite_size, name="sprite_size")
+    return {
+        "sprite_size": sprite_size,
+        "min_size": max(1, round(sprite_size * 10 / 28)),
+        "max_size": max(1, round(sprite_size * 20 / 28)),
+    }
 
 
 def generate_bouncing_shapes(key: jax.Array, *, batch_size: int, **kwargs) -> jax.Array:

@@ -71,6 +71,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.image_size = 64
     config.data.num_objects = 2
     config.data.step_length = 0.1
+    config.data.whole_pixel_steps = False  # shapes only: the same whole-pixel step every frame
+    config.data.sprite_size = 28  # shapes only: the sprites' box (extents 10/28 to 20/28 of it)
     config.data.test_seed = TEST_SET_SEED  # The documented fixed test set (sha256 tested).
 
     config.model.filter_size = 9

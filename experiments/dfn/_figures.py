@@ -19,12 +19,15 @@ def write_video_figures(
     ``frames [N, T, H, W, C]`` and, for a DFN (not the baseline), ``flow.png``: per sequence the
     last input, the first prediction and the flow of the filters that made it, with a colour key.
 
-    ``model(frames)`` returns a :class:`~dfn_jax.models.VideoPrediction`; ``config`` is its
-    config (``num_input_frames``, ``num_output_frames``, ``filter_size``).
+    The predictions are closed loop (``model.rollout``, a :class:`~dfn_jax.models.VideoPrediction`
+    from the first ``num_input_frames``), also for a model trained with teacher forcing;
+    ``config`` is the model's config (``num_input_frames``, ``num_output_frames``,
+    ``filter_size``).
     """
     n_in = config.num_input_frames
     num_frames = n_in + config.num_output_frames
-    prediction = jax.jit(lambda f: model(f))(jnp.asarray(frames))
+    rollout = jax.jit(lambda f: model.rollout(f[:, :n_in], config.num_output_frames))
+    prediction = rollout(jnp.asarray(frames))
     predicted = np.asarray(prediction.frames)
     paths = []
     for i in range(len(frames)):

@@ -42,9 +42,11 @@ class MovingMNIST(Experiment):
             "mnist_dir",
             "num_objects",
             "source",
+            "sprite_size",
             "step_length",
             "test_seed",
             "tfds_data_dir",
+            "whole_pixel_steps",
         ]
     )
 
@@ -63,6 +65,17 @@ class MovingMNIST(Experiment):
             problems.append(
                 f"`data.image_size` must be a positive even int, got {data.image_size!r}."
             )
+        for key, default in (("whole_pixel_steps", False), ("sprite_size", 28)):
+            if data[key] != default and data.source != "shapes":
+                problems.append(
+                    f"`data.{key}` applies to the bouncing shapes (`data.source=shapes`), got "
+                    f"source {data.source!r}."
+                )
+        if data.source == "shapes" and not 3 <= data.sprite_size <= data.image_size:
+            problems.append(
+                f"`data.sprite_size` must be in [3, data.image_size={data.image_size}], got "
+                f"{data.sprite_size!r}."
+            )
         return problems + self.evaluation_problems() + self.model_problems()
 
     @functools.cached_property
@@ -76,6 +89,8 @@ class MovingMNIST(Experiment):
                     shapes.bouncing_shapes_sequences,
                     num_shapes=data.num_objects,
                     step_length=data.step_length,
+                    whole_pixel_steps=data.whole_pixel_steps,
+                    **shapes.sprite_options(data.sprite_size),
                     **kwargs,
                 )
             )
@@ -118,7 +133,9 @@ class MovingMNIST(Experiment):
 
     def eval_sums(self, model, batch):
         frames, targets = self._split(batch)
-        predictions = model(frames).frames.astype(jnp.float32)
+        # Closed loop also when trained with teacher forcing: the model sees only the context.
+        n_in, n_out = self.model_config.num_input_frames, self.model_config.num_output_frames
+        predictions = model.rollout(frames[:, :n_in], n_out).frames.astype(jnp.float32)
         per_frame = {  # values: [B, T_out]
             "bce": ops.binary_cross_entropy_per_frame(predictions, targets),
             "mse": ops.squared_error_per_frame(predictions, targets),

@@ -85,6 +85,36 @@ def test_motion_is_moving_mnist_motion():
     assert np.all(area == area[:, :1])
 
 
+def test_whole_pixel_steps_move_by_the_same_pixels_every_frame():
+    """``whole_pixel_steps``: between bounces every frame moves a sprite by the same whole number
+    of pixels, its per-axis step ``step_length * free`` rounded (1.8 px: 1 or 2 on each axis);
+    the default truncation moves it by alternating amounts."""
+    keys = jax.random.split(jax.random.key(4), 32)
+    options = dict(num_shapes=1, min_size=28, max_size=28, step_length=0.05)
+
+    def positions(**extra):
+        ink = np.asarray(shapes.bouncing_shapes_sequences(keys, **options, **extra))[..., 0] > 0
+        left = ink.any(axis=2).argmax(axis=2)
+        bottom = 63 - ink.any(axis=3)[..., ::-1].argmax(axis=2)
+        return np.stack([bottom - 27, left], axis=-1)  # [B, T, 2]
+
+    for whole, max_change in ((True, 0), (False, 1)):
+        pos = positions(whole_pixel_steps=whole)
+        assert pos.min() >= 0 and pos.max() <= FREE
+        steps = np.diff(pos, axis=1)
+        after = pos[:, 1:]
+        straight = ((after > 0) & (after < FREE)).all(axis=-1)
+        both = straight[:, 1:] & straight[:, :-1]
+        changes = np.abs(np.diff(steps, axis=1))[both]
+        assert changes.max() == max_change
+        if whole:
+            assert np.abs(steps[straight]).max() == 2 and (np.abs(steps[straight]) >= 1).any()
+    # The option is part of the data's identity: other frames, same format.
+    default = np.asarray(shapes.bouncing_shapes_sequences(keys[:2]))
+    whole = np.asarray(shapes.bouncing_shapes_sequences(keys[:2], whole_pixel_steps=True))
+    assert whole.shape == default.shape and not np.array_equal(whole, default)
+
+
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [

@@ -23,6 +23,56 @@ def test_variants_parse_and_unknown_variant_fails():
         mm_config.get_config("nonsense")
 
 
+def test_evaluation_is_closed_loop_when_trained_with_teacher_forcing():
+    """A model trained with teacher forcing is evaluated on its own predictions: the same
+    parameters give the same test sums with and without the training setting."""
+    from flax import nnx
+
+    forced = main.make_experiment(tiny_config(**{"model.teacher_forcing": True}))
+    closed = main.make_experiment(tiny_config())
+    batch = closed.train_batch(0)
+    model = forced.build_model(nnx.Rngs(0))
+    sums_forced = forced.eval_sums(model, batch)
+    sums_closed = closed.eval_sums(closed.build_model(nnx.Rngs(0)), batch)
+    for key, value in sums_closed.items():
+        np.testing.assert_allclose(np.asarray(sums_forced[key]), np.asarray(value), atol=1e-5)
+    # ...while the training forward pass does read the true frames.
+    n_in = closed.model_config.num_input_frames
+    assert not np.allclose(model(batch).frames, model.rollout(batch[:, :n_in], 3).frames)
+
+
+def test_shapes_data_options_reach_the_generator_and_are_checked():
+    """``data.sprite_size`` and ``data.whole_pixel_steps`` change the bouncing shapes the
+    experiment trains on; on other sources, or out of range, they are config problems."""
+    from dfn_jax.data import shapes
+
+    config = tiny_config(**{"data.sprite_size": 10, "data.whole_pixel_steps": True})
+    experiment = main.make_experiment(config)
+    assert experiment.config_problems() == []
+    frames = np.asarray(experiment.train_batch(0))
+    keys = experiment.example_keys(0)
+    expected = shapes.bouncing_shapes_sequences(
+        keys,
+        num_frames=6,
+        image_size=32,
+        num_shapes=1,
+        step_length=0.05,
+        whole_pixel_steps=True,
+        **shapes.sprite_options(10),
+    )
+    np.testing.assert_array_equal(frames, np.asarray(expected))
+    assert shapes.sprite_options(28) == {"sprite_size": 28, "min_size": 10, "max_size": 20}
+    assert shapes.sprite_options(14) == {"sprite_size": 14, "min_size": 5, "max_size": 10}
+
+    for overrides, message in [
+        ({"data.sprite_size": 40}, "`data.sprite_size` must be in"),
+        ({"data.source": "mnist", "data.whole_pixel_steps": True}, "`data.whole_pixel_steps`"),
+        ({"data.source": "mnist", "data.sprite_size": 14}, "`data.sprite_size` applies"),
+    ]:
+        problems = main.make_experiment(tiny_config(**overrides)).config_problems()
+        assert any(message in p for p in problems), problems
+
+
 @pytest.mark.parametrize("variant,expected", [("paper", 637_361), ("baseline", 637_443)])
 def test_paper_parameter_counts_through_the_experiment(variant, expected):
     from flax import nnx

@@ -198,6 +198,11 @@ def test_closed_loop_feeds_predictions_back():
     free = _forward(closed, clip).frames
     self_fed = clip.at[:, 3:5].set(free[:, :2])
     np.testing.assert_allclose(_forward(forced, self_fed).frames, free, atol=1e-5)
+    # rollout: closed loop whatever the config says, with the filters (what evaluation uses).
+    rollout = forced.rollout(clip[:, :3], 3)
+    np.testing.assert_allclose(rollout.frames, free, atol=1e-5)
+    np.testing.assert_allclose(rollout.frames, forced.predict(clip[:, :3], 3), atol=0)
+    assert rollout.filters.shape == _forward(closed, clip).filters.shape
 
 
 def test_unroll_true_matches_rolled_scan():

@@ -242,6 +242,10 @@ class HighwayDFN(nnx.Module):
     def predict(self, context: jax.Array, num_future: int) -> jax.Array:
         """Closed-loop rollout of ``num_future`` frames after ``context [B, Tin, H, W, C]``
         (``Tin >= generator_frames``). Jit with ``num_future`` static."""
+        return self.rollout(context, num_future).frames
+
+    def rollout(self, context: jax.Array, num_future: int) -> VideoPrediction:
+        """:meth:`predict` with the filters that made the frames (``None`` for the baseline)."""
         num_future = _positive_int(num_future, name="num_future")
         cfg = self.config
         context = _check_images(context, "context", cfg, ndim=5, layout="[B, T, H, W, C]")
@@ -250,7 +254,7 @@ class HighwayDFN(nnx.Module):
                 f"`context` must have at least generator_frames = {cfg.generator_frames} frames, "
                 f"got shape {tuple(context.shape)}."
             )
-        return self._rollout(context, num_future).frames
+        return self._rollout(context, num_future)
 
     def _rollout(self, context: jax.Array, num_future: int) -> VideoPrediction:
         cfg = self.config

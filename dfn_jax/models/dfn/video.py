@@ -311,9 +311,16 @@ class VideoDFN(nnx.Module):
         Returns:
           ``[B, num_future, H, W, C]`` predicted frames ``Tin, ..., Tin + num_future - 1``.
         """
+        return self.rollout(context, num_future).frames
+
+    def rollout(self, context: jax.Array, num_future: int) -> VideoPrediction:
+        """:meth:`predict` with the filters: the closed-loop :class:`VideoPrediction` (frames and,
+        for a DFN, the filters that made them), whatever ``config.teacher_forcing`` says. What
+        evaluation measures: a model trained with teacher forcing is tested on its own
+        predictions."""
         num_future = _positive_int(num_future, name="num_future")
         context = self._check_frames(context, "context", min_length=1)
-        return self._rollout(context, num_future, None).frames
+        return self._rollout(context, num_future, None)
 
     def _check_frames(self, frames: jax.Array, name: str, *, min_length: int) -> jax.Array:
         cfg = self.config
