@@ -29,7 +29,7 @@ def test_evaluation_is_closed_loop_when_trained_with_teacher_forcing():
     from flax import nnx
 
     forced = main.make_experiment(tiny_config(**{"model.teacher_forcing": True}))
-    closed = main.make_experiment(tiny_config())
+    closed = main.make_experiment(tiny_config(**{"model.teacher_forcing": False}))
     batch = closed.train_batch(0)
     model = forced.build_model(nnx.Rngs(0))
     sums_forced = forced.eval_sums(model, batch)
