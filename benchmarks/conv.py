@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import _timing
-from benchmarks._timing import emit, median_time
+from benchmarks._timing import emit, header, median_time
 from dfn_jax import ops
 from dfn_jax.ops import _conv
 from dfn_jax.training.run import host_description
@@ -201,7 +200,7 @@ def main(argv=None):
         torch.set_num_threads(os.cpu_count() or 1)
     layers = SMALL_LAYERS if args.small else LAYERS
     doc = {
-        **_timing.header("conv"),
+        **header("conv"),
         "load_average_start": list(os.getloadavg()),
         "host": host_description(),
         "batch_size": args.batch_size,

@@ -32,6 +32,8 @@ __all__ = [
 SHAPE_KINDS = ("square", "disc", "cross", "triangle")
 """The sprite kinds, drawn uniformly."""
 
+_SPRITE_SIZE, _MIN_SIZE, _MAX_SIZE = 28, 10, 20  # the default box and extents, in pixels
+
 
 def _check_sprite_options(
     sprite_size: int, min_size: int, max_size: int, min_grey: float, image_size: int | None = None
@@ -80,9 +82,9 @@ def random_sprites(
     key: jax.Array,
     num_sprites: int,
     *,
-    sprite_size: int = 28,
-    min_size: int = 10,
-    max_size: int = 20,
+    sprite_size: int = _SPRITE_SIZE,
+    min_size: int = _MIN_SIZE,
+    max_size: int = _MAX_SIZE,
     min_grey: float = 0.5,
 ) -> jax.Array:
     """Random procedural sprites, ``float32 [num_sprites, sprite_size, sprite_size]`` in [0, 1].
@@ -167,9 +169,9 @@ def bouncing_shapes_sequences(
     num_shapes: int = 2,
     step_length: float = 0.1,
     whole_pixel_steps: bool = False,
-    sprite_size: int = 28,
-    min_size: int = 10,
-    max_size: int = 20,
+    sprite_size: int = _SPRITE_SIZE,
+    min_size: int = _MIN_SIZE,
+    max_size: int = _MAX_SIZE,
     min_grey: float = 0.5,
 ) -> jax.Array:
     """Bouncing-shapes sequences, one per key: ``float32 [B, T, H, W, 1]`` in [0, 1].
@@ -217,8 +219,8 @@ def sprite_options(sprite_size: int) -> dict:
     sprite_size = positive_int(sprite_size, name="sprite_size")
     return {
         "sprite_size": sprite_size,
-        "min_size": max(1, round(sprite_size * 10 / 28)),
-        "max_size": max(1, round(sprite_size * 20 / 28)),
+        "min_size": max(1, round(sprite_size * _MIN_SIZE / _SPRITE_SIZE)),
+        "max_size": max(1, round(sprite_size * _MAX_SIZE / _SPRITE_SIZE)),
     }
 
 

@@ -380,8 +380,12 @@ def _xla_outer(g, x, kh, kw, per_channel):
     """``H``, in the form measured fastest on the backend (benchmarks/local_filter_forms.py):
     ``_xla_outer_rows`` on CPU, ``_xla_outer_gather`` elsewhere (on an H200 at 256x64x64x1 9x9:
     0.29 ms against 2.43 ms, 2.0x and 16.5x the copy roofline; docs/BENCHMARKS.md)."""
-    form = _xla_outer_rows if jax.default_backend() == "cpu" else _xla_outer_gather
-    return form(g, x, kh, kw, per_channel)
+    return _xla_outer_form()(g, x, kh, kw, per_channel)
+
+
+def _xla_outer_form():
+    """The XLA form of ``H`` used on the default backend (read by the benchmark too)."""
+    return _xla_outer_rows if jax.default_backend() == "cpu" else _xla_outer_gather
 
 
 def _xla_outer_gather(g, x, kh, kw, per_channel):
