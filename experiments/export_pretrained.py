@@ -24,6 +24,7 @@ _NAME = flags.DEFINE_string("name", None, "The pretrained model's name.")
 _COMMAND = flags.DEFINE_string("command", "", "The command that trained it (for the record).")
 
 BUILDER_OF = {
+    "dfn.moving_mnist": "dfn.VideoDFN",
     "hypernet.mnist": "hypernet.mnist_net",
     "hypernet.ptb": "hypernet.CharLM",
     "learnet.omniglot": "learnet.model",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from flax import nnx, serialization
 
+from dfn_jax.models.dfn import VideoDFN, VideoDFNConfig
 from dfn_jax.models.hypernet import CharLM, CharLMConfig, MNISTNetConfig, mnist_net
 from dfn_jax.models.learnet import LearnetConfig, learnet_model
 
@@ -25,6 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 #: Model builders by the ``"builder"`` field of a model's JSON: ``config dict -> nnx.Module``.
 BUILDERS: dict[str, Callable[[dict], nnx.Module]] = {
+    "dfn.VideoDFN": lambda c: VideoDFN(VideoDFNConfig(**c), rngs=nnx.Rngs(0)),
     "hypernet.mnist_net": lambda c: mnist_net(MNISTNetConfig(**c), rngs=nnx.Rngs(0)),
     "hypernet.CharLM": lambda c: CharLM(CharLMConfig(**c), rngs=nnx.Rngs(0)),
     "learnet.model": lambda c: learnet_model(

@@ -56,6 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "unroll_steps": 100,
             "truncation": 20,
             "learning_rate": 0.003,
+            # "constant", or "cosine": decayed to 0 over the meta-training (optax's cosine decay).
+            "lr_schedule": "constant",
             "grad_clip_norm": 0.0,
             "second_order": False,
             "eval_every_epochs": 10,

@@ -23,12 +23,14 @@ import pathlib
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 
 from dfn_jax import viz
 from dfn_jax.optim import init_meta_params, lstm_optimizer, save_learned_optimizer
 from dfn_jax.training import meta
+from dfn_jax.training.optim import learning_rate_schedule
 from dfn_jax.training.run import Run
 
 BASELINES = {
@@ -37,6 +39,21 @@ BASELINES = {
     "adam": lambda lr: optax.adam(lr),
     "nag": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
 }
+
+
+#: ``config.meta.lr_schedule``: the meta-optimizer's learning rate, constant or cosine-decayed to 0.
+META_LR_SCHEDULES = ("constant", "cosine")
+
+
+def meta_learning_rate(meta_config, total_steps: int) -> optax.Schedule:
+    """Adam's learning rate on the optimizer's weights over ``total_steps`` meta-steps, from
+    ``meta_config.learning_rate`` and ``lr_schedule`` (the trainer's schedules)."""
+    name = meta_config.get("lr_schedule", "constant")
+    if name not in META_LR_SCHEDULES:
+        raise ValueError(f"`meta.lr_schedule` must be one of {META_LR_SCHEDULES}, not {name!r}.")
+    schedule = {"learning_rate": meta_config.learning_rate, "lr_schedule": name}
+    schedule |= {"num_train_steps": total_steps, "lr_end_value": 0.0}
+    return learning_rate_schedule(ml_collections.ConfigDict(schedule))
 
 
 class LearnedOptimizerExperiment(meta.MetaExperiment):
@@ -75,12 +92,12 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             preprocess=learned.preprocess,
             zero_output=learned.zero_output,
         )
-        meta_optimizer = optax.adam(m.learning_rate)
+        total = m.num_epochs * (m.unroll_steps // m.truncation)
+        meta_optimizer = optax.adam(meta_learning_rate(m, total))
         if m.grad_clip_norm:
             meta_optimizer = optax.chain(
                 optax.clip_by_global_norm(m.grad_clip_norm), meta_optimizer
             )
-        total = m.num_epochs * (m.unroll_steps // m.truncation)
         run = Run(workdir, config, total_steps=total)
         start = time.perf_counter()
         state = meta.meta_train(

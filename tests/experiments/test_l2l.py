@@ -57,3 +57,18 @@ def test_a_short_quadratic_run_end_to_end(tmp_path):
     x = jax.numpy.ones(10)
     updates, _ = opt.update(x, opt.init(x))
     assert updates.shape == (10,)
+
+
+def test_the_meta_learning_rate_is_constant_or_cosine_decayed_to_zero():
+    from experiments.l2l.learned_optimizer import meta_learning_rate
+
+    config = l2l_mnist.get_config()
+    assert config.meta.lr_schedule == "constant"  # the paper's
+    assert np.isclose(meta_learning_rate(config.meta, 100)(99), config.meta.learning_rate)
+    config.meta.lr_schedule = "cosine"
+    schedule = meta_learning_rate(config.meta, 100)
+    assert np.isclose(schedule(0), 0.01) and np.isclose(schedule(50), 0.005)
+    assert np.isclose(schedule(100), 0.0)
+    config.meta.lr_schedule = "step"
+    with pytest.raises(ValueError, match=r"`meta.lr_schedule` must be one of"):
+        meta_learning_rate(config.meta, 100)
