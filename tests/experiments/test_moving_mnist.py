@@ -19,6 +19,10 @@ def test_variants_parse_and_unknown_variant_fails():
     assert mm_config.get_config("baseline").model.dynamic_filter is False
     assert mm_config.get_config("baseline").learning_rate == 1e-4
     assert mm_config.get_config("paper").batch_size == 16
+    quick_start = mm_config.get_config()  # the README's: 32x32 shapes, 5 frames read
+    assert (quick_start.data.source, quick_start.data.image_size) == ("shapes", 32)
+    assert quick_start.model.num_input_frames == 5
+    assert quick_start.model.teacher_forcing and quick_start.num_train_steps == 1600
     with pytest.raises(ValueError, match="Unknown moving_mnist variant"):
         mm_config.get_config("nonsense")
 
@@ -56,7 +60,7 @@ def test_shapes_data_options_reach_the_generator_and_are_checked():
         num_frames=6,
         image_size=32,
         num_shapes=1,
-        step_length=0.05,
+        step_length=config.data.step_length,
         whole_pixel_steps=True,
         **shapes.sprite_options(10),
     )
