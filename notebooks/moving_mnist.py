@@ -124,13 +124,25 @@ except mnist.MNISTNotFoundError:
     )
 
 
-def make_sequences(keys, *, num_frames, image_size):
-    """``float32 [B, T, H, W, 1]`` in [0, 1]: one test sequence per key, two objects each."""
+def make_sequences(keys, *, num_frames, image_size, data=None):
+    """``float32 [B, T, H, W, 1]`` in [0, 1]: one test sequence per key; ``data`` (a config's
+    ``data``): the shapes' number, speed and size the model was trained on (default: two
+    28-pixel sprites at the paper's speed)."""
     if SOURCE == "mnist":
         return moving_mnist.moving_mnist_sequences(
             keys, test_digits, num_frames=num_frames, image_size=image_size
         )
-    return shapes.bouncing_shapes_sequences(keys, num_frames=num_frames, image_size=image_size)
+    options = {}
+    if data is not None:
+        options = dict(
+            num_shapes=data.num_objects,
+            step_length=data.step_length,
+            whole_pixel_steps=data.whole_pixel_steps,
+            **shapes.sprite_options(data.sprite_size),
+        )
+    return shapes.bouncing_shapes_sequences(
+        keys, num_frames=num_frames, image_size=image_size, **options
+    )
 
 
 def plot_strips(rows, labels, *, title="", divider=None, size=0.85):
@@ -179,18 +191,20 @@ plot_strips(
 # calls the same `train_and_evaluate(config, workdir)` as this cell.
 #
 # The configs are `ml_collections.ConfigDict`s, so fields can be changed before the run:
-# `get_config("quick")` (MNIST) and `get_config("shapes")` are CPU-sized variants of the paper's
-# setup (narrower layers, batch 8); here both run 300 steps, which takes 5 to 20 minutes on a
-# 2-core CPU and much less on a GPU. With `DFN_NOTEBOOK_SMALL=1` (the test suite) the model
-# and data shrink much further, only to check that everything runs: that run predicts blurs.
+# `get_config("quick")` (MNIST, 64x64, ten frames read) and `get_config("shapes")` (the README's
+# quick start: one sprite on 32x32 frames, five frames read, 1,600 steps) are CPU-sized variants
+# of the paper's setup (narrower layers, batch 8). Here MNIST runs 300 steps (about 20 minutes on
+# a 2-core CPU, much less on a GPU) and the shapes their own schedule (under 5 minutes). With
+# `DFN_NOTEBOOK_SMALL=1` (the test suite) the model and data shrink much further, only to check
+# that everything runs: that run predicts blurs.
 
 # %%
 config = get_config("quick" if SOURCE == "mnist" else "shapes")
-config.data.source = SOURCE
 config.data.mnist_dir = MNIST_DIR
 config.data.download = DOWNLOAD
-config.num_train_steps = 300
-config.lr_halve_every_steps = 150
+if SOURCE == "mnist":
+    config.num_train_steps = 300
+    config.lr_halve_every_steps = 150
 config.eval_every_steps = 0  # evaluate once, at the end
 config.checkpoint_every_steps = 100
 if SMALL:
@@ -273,17 +287,21 @@ print(
 # %% [markdown]
 # ## 3. Predictions
 #
-# `model(frames)` reads the first `num_input_frames` frames of a clip and predicts the next
-# `num_output_frames` in **closed loop**: after the first prediction every step reads the model's
-# own previous prediction, never the truth. It returns a `VideoPrediction(frames, filters)`. Two
-# test sequences, at the size the model was trained on:
+# `model.rollout(context, num_output_frames)` reads the `num_input_frames` context frames of a
+# clip and predicts the next `num_output_frames` in **closed loop**: after the first prediction
+# every step reads the model's own previous prediction, never the truth. It returns a
+# `VideoPrediction(frames, filters)`. (`model(frames)` is the training forward pass: with
+# `model.teacher_forcing`, as in the shapes config, it reads the true frames.) Two test
+# sequences, at the size the model was trained on:
 
 # %%
-forward = nnx.jit(lambda model, frames: model(frames))  # compiled once per input shape
+forward = nnx.jit(lambda model, context: model.rollout(context, N_OUT))  # once per shape
 
 test_keys = moving_mnist.test_set_keys(2, seed=config.data.test_seed)
-clips = make_sequences(test_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size)
-prediction = forward(model, clips)
+clips = make_sequences(
+    test_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size, data=config.data
+)
+prediction = forward(model, clips[:, :N_IN])
 print("predicted frames", prediction.frames.shape, "filters", prediction.filters.shape)
 
 clips, predicted = np.asarray(clips), np.asarray(prediction.frames)
@@ -306,7 +324,7 @@ num_future = 2 * N_OUT
 rollout = nnx.jit(lambda model, context: model.predict(context, num_future))
 
 long_clips = make_sequences(
-    test_keys, num_frames=N_IN + num_future, image_size=config.data.image_size
+    test_keys, num_frames=N_IN + num_future, image_size=config.data.image_size, data=config.data
 )
 future = rollout(model, long_clips[:, :N_IN])
 bce = ops.binary_cross_entropy_per_frame(future, long_clips[:, N_IN:])  # [B, num_future]
@@ -428,7 +446,9 @@ print(
 print("  ".join(f"{name} {test[name]:.4g}" for name in ("bce", "ssim", "mse", "mae", "psnr")))
 
 eval_keys = moving_mnist.test_set_keys(config.num_eval_sequences, seed=config.data.test_seed)
-eval_clips = make_sequences(eval_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size)
+eval_clips = make_sequences(
+    eval_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size, data=config.data
+)
 floor = np.asarray(ops.target_entropy_per_frame(eval_clips[:, N_IN:])).mean(axis=0)  # [N_OUT]
 
 horizon = np.arange(1, N_OUT + 1)
