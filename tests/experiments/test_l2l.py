@@ -28,6 +28,9 @@ def test_configs_follow_the_paper():
         10.0,
         0.1,
     )
+    tuned = l2l_mnist.get_config("tuned")  # what the shipped "mnist" optimizer was trained by
+    assert (tuned.meta.step_weights, tuned.meta.lr_schedule) == ("linear", "cosine")
+    assert mnist.meta.step_weights == "uniform" and mnist.meta.lr_schedule == "constant"
     with pytest.raises(ValueError, match="Unknown l2l_mnist variant"):
         l2l_mnist.get_config("relu")
 
