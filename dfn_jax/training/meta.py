@@ -243,7 +243,7 @@ def meta_train(
         )  # fmt: skip
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)
-        metrics = {"loss": loss, "final_loss": final, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "final_loss": final, "grad_norm": optax.tree.norm(grads)}
         return meta_params, meta_opt_state, carry, metrics
 
     @jax.jit
