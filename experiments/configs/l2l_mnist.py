@@ -24,6 +24,16 @@ by a cosine over the meta-training (``meta.lr_schedule=cosine``), validation eve
 
     python -m experiments.main --config=experiments/configs/l2l_mnist.py:tuned \
         --config.data.mnist_dir=../shared/data/mnist --workdir=workdirs/l2l_mnist_tuned
+
+``:long`` is ``:tuned`` meta-trained on 200-step unrolls (ten truncations of 20 per MLP,
+validation after 200 steps) and tested as the others, at 100 steps and the generalisation tests
+(so its 200-step test is no longer a generalisation in length). ``--config.learned.load=PATH``
+evaluates a saved optimizer without meta-training it again, e.g. the ``:long`` screen's, kept in
+docs/results::
+
+    python -m experiments.main --config=experiments/configs/l2l_mnist.py:long \
+        --config.learned.load=docs/results/l2l_mnist_unroll200_optimizer \
+        --config.data.mnist_dir=../shared/data/mnist --workdir=workdirs/l2l_mnist_long_eval
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import ml_collections
 from dfn_jax.training.config import parse_config_arg
 from experiments.configs import l2l_quadratic
 
-VARIANTS = ("paper", "tuned")
+VARIANTS = ("paper", "tuned", "long")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -59,8 +69,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.evaluation.num_tuning_problems = 50
     config.evaluation.lr_log10_min = -3.0
     config.evaluation.lr_log10_max = 1.0
-    if args.variant == "tuned":
+    if args.variant in ("tuned", "long"):
         config.meta.step_weights = "linear"
         config.meta.lr_schedule = "cosine"
         config.meta.eval_every_epochs = 5
+    if args.variant == "long":
+        config.meta.unroll_steps = 200
     return args.apply(config)

@@ -14,7 +14,8 @@ RMSprop, Adam and Nesterov momentum, each with its learning rate tuned on a half
 100 tuning problems, against the learned optimizer on 100 test problems, 10-dimensional (the
 training distribution) and 20-dimensional (never seen).
 
-``task.distribution=uniform`` draws ``W, y`` in [0, 1) as the authors' code does.
+``--config.learned.load=NAME_OR_PATH`` evaluates a saved (or shipped) optimizer without
+meta-training. ``task.distribution=uniform`` draws ``W, y`` in [0, 1) as the authors' code does.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "preprocess_p": 10.0,
             "output_scale": 1.0,
             "zero_output": False,
+            # A shipped name or the path of a saved optimizer: no meta-training, that optimizer
+            # evaluated against the tuned baselines.
+            "load": "",
         }
     )
     config.meta = ml_collections.ConfigDict(
@@ -70,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.evaluation = ml_collections.ConfigDict(
         {
+            "steps": 100,  # the test horizon (steps_200 on MNIST: twice it), not meta.unroll_steps
             "num_test_problems": 100,
             "num_tuning_problems": 100,
             "lr_log10_min": -4.0,

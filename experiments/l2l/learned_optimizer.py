@@ -14,6 +14,11 @@ What a run does, in its work directory:
 4. the learned optimizer is written as ``learned_optimizer.{msgpack,json}``, loadable with
    :func:`dfn_jax.optim.load_learned_optimizer`.
 
+``config.learned.load`` (a shipped name or the path of a saved optimizer) skips step 1 and
+evaluates that optimizer, with its own settings, against the same tuned baselines on the same
+test problems. ``config.evaluation.steps`` is the test horizon (the ``steps_200`` test runs
+twice as long), independent of the meta-training's ``meta.unroll_steps``.
+
 A subclass gives the task (``make_task(variant)``), the task's arrays, and ``num_params``.
 """
 
@@ -28,7 +33,13 @@ import numpy as np
 import optax
 
 from dfn_jax import viz
-from dfn_jax.optim import init_meta_params, lstm_optimizer, save_learned_optimizer
+from dfn_jax.optim import (
+    init_meta_params,
+    learned_optimizer_info,
+    load_meta_params,
+    lstm_optimizer,
+    save_learned_optimizer,
+)
 from dfn_jax.training import meta
 from dfn_jax.training.optim import learning_rate_schedule
 from dfn_jax.training.run import Run
@@ -59,7 +70,12 @@ def meta_learning_rate(meta_config, total_steps: int) -> optax.Schedule:
 class LearnedOptimizerExperiment(meta.MetaExperiment):
     #: Task variants evaluated after meta-training: ``{name: (make_task kwargs, steps)}``.
     def test_variants(self) -> dict[str, tuple[dict, int]]:
-        return {"default": ({}, self.config.meta.unroll_steps)}
+        return {"default": ({}, self.test_steps)}
+
+    @property
+    def test_steps(self) -> int:
+        """The test horizon: ``evaluation.steps``, or the meta-training's unroll if unset."""
+        return int(self.config.evaluation.get("steps") or self.config.meta.unroll_steps)
 
     def make_task(self, **kwargs):
         raise NotImplementedError
@@ -80,6 +96,8 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         return lstm_optimizer(meta_params, **self.settings)
 
     def run(self, workdir: str) -> dict:
+        if self.config.learned.get("load"):
+            return self.evaluate_loaded(workdir, self.config.learned.load)
         config = self.config
         m, learned = config.meta, config.learned
         step_weights = meta.check_step_weights(m.get("step_weights", "uniform"))
@@ -121,7 +139,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         train_time = time.perf_counter() - start
         phi = jax.device_get(state["best_meta_params"])
         workdir = pathlib.Path(workdir)
-        evaluation, curves = self.evaluate(phi)
+        evaluation, curves = self.evaluate(self.optimizer_fn(phi))
         results = {
             "experiment": type(self).__name__,
             "steps": total,
@@ -139,16 +157,39 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
                 info={"task": config.task.to_dict(), "results": evaluation["default"]},
             )
 
-        def figures(directory):
+        return run.finish(results, self.figures(curves))
+
+    def evaluate_loaded(self, workdir: str, name_or_path: str) -> dict:
+        """No meta-training: the saved optimizer ``name_or_path`` against the tuned baselines."""
+        info = learned_optimizer_info(name_or_path)
+        phi = load_meta_params(name_or_path)
+        run = Run(workdir, self.config, total_steps=0)
+        evaluation, curves = self.evaluate(lstm_optimizer(phi, **info["settings"]))
+        results = {
+            "experiment": type(self).__name__,
+            "steps": 0,
+            "loaded": str(name_or_path),
+            "loaded_settings": info["settings"],
+            "num_params": int(sum(np.size(x) for x in jax.tree.leaves(phi))),
+            "test": {f"{k}_final_loss": v for k, v in evaluation["default"]["final_loss"].items()},
+            "evaluation": evaluation,
+        }
+        return run.finish(results, self.figures(curves))
+
+    def figures(self, curves: dict):
+        """Writes one figure per test variant (``directory`` from :meth:`Run.finish`)."""
+        config = self.config
+
+        def write(directory):
             for variant, losses in curves.items():
                 title = f"{config.experiment}: {variant} ({config.evaluation.num_test_problems} "
                 yield viz.plot_loss_per_step(
                     losses, directory / f"loss_{variant}.png", title=title + "test problems)"
                 )
 
-        return run.finish(results, figures)
+        return write
 
-    def evaluate(self, phi) -> tuple[dict, dict]:
+    def evaluate(self, learned_optimizer: optax.GradientTransformation) -> tuple[dict, dict]:
         """Per task variant: the learned optimizer and each tuned baseline on the test problems."""
         config = self.config
         ev = config.evaluation
@@ -159,7 +200,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         for variant, (kwargs, steps) in self.test_variants().items():
             task = self.make_task(**kwargs)
             data = self.task_data(task)
-            learned = meta.optimize(self.optimizer_fn(phi), task, data, test_keys, steps)
+            learned = meta.optimize(learned_optimizer, task, data, test_keys, steps)
             losses, labels, tuned = {"learned": learned}, {"learned": "learned (LSTM)"}, {}
             for name, make in BASELINES.items():
                 lr, scores = meta.tune_learning_rate(make, grid, task, data, tune_keys, steps)

@@ -37,7 +37,7 @@ class L2LMNIST(LearnedOptimizerExperiment):
 
     def test_variants(self) -> dict[str, tuple[dict, int]]:
         """The trained setting and the paper's generalisation tests (Figure 5)."""
-        steps = self.config.meta.unroll_steps
+        steps = self.test_steps
         return {
             "default": ({}, steps),
             "steps_200": ({}, 2 * steps),

@@ -20,7 +20,7 @@ class L2LQuadratic(LearnedOptimizerExperiment):
 
     def test_variants(self) -> dict[str, tuple[dict, int]]:
         """The trained setting, and (never seen in meta-training) 20-dimensional problems."""
-        steps = self.config.meta.unroll_steps
+        steps = self.test_steps
         return {"default": ({}, steps), "dim_20": ({"dim": 20}, steps)}
 
 

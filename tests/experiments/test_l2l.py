@@ -31,6 +31,12 @@ def test_configs_follow_the_paper():
     tuned = l2l_mnist.get_config("tuned")  # what the shipped "mnist" optimizer was trained by
     assert (tuned.meta.step_weights, tuned.meta.lr_schedule) == ("linear", "cosine")
     assert mnist.meta.step_weights == "uniform" and mnist.meta.lr_schedule == "constant"
+    long = l2l_mnist.get_config("long")  # meta-trained on 200-step unrolls, tested as the others
+    assert (long.meta.unroll_steps, long.evaluation.steps, long.meta.step_weights) == (
+        200,
+        100,
+        "linear",
+    )
     with pytest.raises(ValueError, match="Unknown l2l_mnist variant"):
         l2l_mnist.get_config("relu")
 
@@ -60,6 +66,11 @@ def test_a_short_quadratic_run_end_to_end(tmp_path):
     x = jax.numpy.ones(10)
     updates, _ = opt.update(x, opt.init(x))
     assert updates.shape == (10,)
+    # Evaluating the saved optimizer alone reproduces the run's evaluation, baselines included.
+    config.learned.load = str(tmp_path / "learned_optimizer")
+    again = main.train_and_evaluate(config, str(tmp_path / "loaded"))
+    assert again["loaded"] == config.learned.load and again["steps"] == 0
+    assert again["evaluation"] == results["evaluation"]
 
 
 def test_the_meta_learning_rate_is_constant_or_cosine_decayed_to_zero():
