@@ -38,8 +38,7 @@ def evaluate_pretrained(name: str, config, directory: pathlib.Path = pretrained.
     model = pretrained.load(name, directory)
     _, params, model_state = nnx.split(model, nnx.Param, ...)
     params, model_state = nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
-    expected = jax.tree.map(lambda x: x.shape, trainer._init_params)
-    if jax.tree.map(lambda x: x.shape, params) != expected:
+    if jax.tree.map(jax.numpy.shape, params) != trainer.param_shapes:
         raise ValueError(
             f"Pretrained model {name!r} does not fit the model `--config` builds (variant "
             f"{config.variant!r}); it was trained as variant {meta.get('variant')!r}."

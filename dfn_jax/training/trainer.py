@@ -68,6 +68,11 @@ class Trainer:
         self.train_step = OnMesh(jax.jit(self._train_step, donate_argnums=0), self.mesh)
         self.eval_step = OnMesh(jax.jit(self._eval_step), self.mesh)
 
+    @property
+    def param_shapes(self) -> dict:
+        """The shapes of the model's parameters, as the pure dict a checkpoint holds."""
+        return jax.tree.map(jnp.shape, self._init_params)
+
     # -- pure functions -------------------------------------------------------------------
     def bind(self, params, model_state=None) -> nnx.Module:
         """The model with the given parameters and other variables (pure dicts; ``None``: the

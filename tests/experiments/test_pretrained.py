@@ -56,3 +56,12 @@ def test_evaluating_a_pretrained_model_under_another_experiment_is_refused():
 
     with pytest.raises(ValueError, match="was trained by experiment 'dfn.moving_mnist'"):
         evaluate_pretrained("moving_mnist_paper", hyper_mnist.get_config("paper"))
+
+
+def test_evaluating_a_pretrained_model_with_another_architecture_is_refused():
+    from experiments.configs import moving_mnist
+    from experiments.evaluate_pretrained import evaluate_pretrained
+
+    config = moving_mnist.get_config()  # the quick start's small model, not the paper's
+    with pytest.raises(ValueError, match="does not fit the model `--config` builds"):
+        evaluate_pretrained("moving_mnist_paper", config)
