@@ -124,25 +124,14 @@ except mnist.MNISTNotFoundError:
     )
 
 
-def make_sequences(keys, *, num_frames, image_size, data=None):
-    """``float32 [B, T, H, W, 1]`` in [0, 1]: one test sequence per key; ``data`` (a config's
-    ``data``): the shapes' number, speed and size the model was trained on (default: two
-    28-pixel sprites at the paper's speed)."""
+def make_sequences(keys, *, num_frames, image_size):
+    """``float32 [B, T, H, W, 1]`` in [0, 1]: one sequence per key, of MNIST digits or (without
+    them) of two 28-pixel bouncing shapes at the paper's speed."""
     if SOURCE == "mnist":
         return moving_mnist.moving_mnist_sequences(
             keys, test_digits, num_frames=num_frames, image_size=image_size
         )
-    options = {}
-    if data is not None:
-        options = dict(
-            num_shapes=data.num_objects,
-            step_length=data.step_length,
-            whole_pixel_steps=data.whole_pixel_steps,
-            **shapes.sprite_options(data.sprite_size),
-        )
-    return shapes.bouncing_shapes_sequences(
-        keys, num_frames=num_frames, image_size=image_size, **options
-    )
+    return shapes.bouncing_shapes_sequences(keys, num_frames=num_frames, image_size=image_size)
 
 
 def plot_strips(rows, labels, *, title="", divider=None, size=0.85):
@@ -297,10 +286,7 @@ print(
 # %%
 forward = nnx.jit(lambda model, context: model.rollout(context, N_OUT))  # once per shape
 
-test_keys = moving_mnist.test_set_keys(2, seed=config.data.test_seed)
-clips = make_sequences(
-    test_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size, data=config.data
-)
+clips = trainer.experiment.test_examples(2)  # drawn as the evaluation draws them
 prediction = forward(model, clips[:, :N_IN])
 print("predicted frames", prediction.frames.shape, "filters", prediction.filters.shape)
 
@@ -323,9 +309,7 @@ for i in range(len(clips)):
 num_future = 2 * N_OUT
 rollout = nnx.jit(lambda model, context: model.predict(context, num_future))
 
-long_clips = make_sequences(
-    test_keys, num_frames=N_IN + num_future, image_size=config.data.image_size, data=config.data
-)
+long_clips = trainer.experiment.test_examples(2, num_frames=N_IN + num_future)
 future = rollout(model, long_clips[:, :N_IN])
 bce = ops.binary_cross_entropy_per_frame(future, long_clips[:, N_IN:])  # [B, num_future]
 print("context", long_clips[:, :N_IN].shape, "-> predicted", future.shape)
@@ -445,10 +429,7 @@ print(
 )
 print("  ".join(f"{name} {test[name]:.4g}" for name in ("bce", "ssim", "mse", "mae", "psnr")))
 
-eval_keys = moving_mnist.test_set_keys(config.num_eval_sequences, seed=config.data.test_seed)
-eval_clips = make_sequences(
-    eval_keys, num_frames=N_IN + N_OUT, image_size=config.data.image_size, data=config.data
-)
+eval_clips = trainer.experiment.test_examples(config.num_eval_sequences)
 floor = np.asarray(ops.target_entropy_per_frame(eval_clips[:, N_IN:])).mean(axis=0)  # [N_OUT]
 
 horizon = np.arange(1, N_OUT + 1)

@@ -59,7 +59,10 @@ def mnist_generators(data, generate: Callable) -> tuple[Callable, Callable]:
         download=data.download,
     )
     train_digits, test_digits = jnp.asarray(load("train")), jnp.asarray(load("test"))
-    return (lambda keys: generate(keys, train_digits)), (lambda keys: generate(keys, test_digits))
+    return (
+        lambda keys, **kwargs: generate(keys, train_digits, **kwargs),
+        lambda keys, **kwargs: generate(keys, test_digits, **kwargs),
+    )
 
 
 def standin_test_keys(config, num: int) -> jax.Array:

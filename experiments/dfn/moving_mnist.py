@@ -80,27 +80,28 @@ class MovingMNIST(Experiment):
 
     @functools.cached_property
     def _generators(self):
-        """Jitted ``keys -> frames`` for training and test data; digits are loaded on first use."""
+        """Jitted ``(keys, num_frames=...) -> frames`` for training and test data; digits are
+        loaded on first use."""
         data = self.config.data
-        kwargs = dict(num_frames=self.num_frames, image_size=data.image_size)
+        jit = functools.partial(jax.jit, static_argnames="num_frames")
         if data.source == "shapes":
-            generate = jax.jit(
+            generate = jit(
                 functools.partial(
                     shapes.bouncing_shapes_sequences,
                     num_shapes=data.num_objects,
                     step_length=data.step_length,
                     whole_pixel_steps=data.whole_pixel_steps,
+                    image_size=data.image_size,
                     **shapes.sprite_options(data.sprite_size),
-                    **kwargs,
                 )
             )
             return generate, generate
-        generate = jax.jit(
+        generate = jit(
             functools.partial(
                 moving_mnist.moving_mnist_sequences,
                 num_digits=data.num_objects,
                 step_length=data.step_length,
-                **kwargs,
+                image_size=data.image_size,
             )
         )
         return _common.mnist_generators(data, generate)
@@ -110,13 +111,19 @@ class MovingMNIST(Experiment):
         return VideoDFN(self.model_config, rngs=rngs)
 
     def train_batch(self, step: int, rows=None) -> jax.Array:
-        return self._generators[0](self.example_keys(step, rows))
+        return self._generators[0](self.example_keys(step, rows), num_frames=self.num_frames)
+
+    def test_examples(self, num: int, num_frames: int | None = None) -> jax.Array:
+        """The first ``num`` test sequences, ``[num, T, H, W, 1]``, as the evaluation draws them
+        (``num_frames``: ``T``, the experiment's by default; longer ones extend the same clips)."""
+        keys = moving_mnist.test_set_keys(num, seed=self.config.data.test_seed)
+        return self._generators[1](keys, num_frames=num_frames or self.num_frames)
 
     def eval_batches(self, rows=None):
         n = self.config.num_eval_sequences
         keys = moving_mnist.test_set_keys(n, seed=self.config.data.test_seed)
         for index in self.eval_indices(n, rows):
-            yield self._generators[1](keys[index])
+            yield self._generators[1](keys[index], num_frames=self.num_frames)
 
     # -- loss and metrics -----------------------------------------------------------------
     def _split(self, frames):
@@ -145,9 +152,7 @@ class MovingMNIST(Experiment):
 
     # -- figures and facts ------------------------------------------------------------------
     def write_figures(self, model, figures_dir: pathlib.Path) -> list[pathlib.Path]:
-        n = self.config.num_figure_sequences
-        keys = moving_mnist.test_set_keys(n, seed=self.config.data.test_seed)
-        frames = np.asarray(self._generators[1](keys))
+        frames = np.asarray(self.test_examples(self.config.num_figure_sequences))
         return write_video_figures(model, self.model_config, frames, figures_dir)
 
     def describe(self) -> dict:

@@ -65,6 +65,12 @@ def test_shapes_data_options_reach_the_generator_and_are_checked():
         **shapes.sprite_options(10),
     )
     np.testing.assert_array_equal(frames, np.asarray(expected))
+    # The test examples are the evaluation's sequences; longer ones extend the same clips.
+    first = np.asarray(next(iter(experiment.eval_batches())))
+    np.testing.assert_array_equal(np.asarray(experiment.test_examples(2)), first[:2])
+    longer = np.asarray(experiment.test_examples(2, num_frames=9))
+    assert longer.shape[1] == 9
+    np.testing.assert_array_equal(longer[:, :6], first[:2])
     assert shapes.sprite_options(28) == {"sprite_size": 28, "min_size": 10, "max_size": 20}
     assert shapes.sprite_options(14) == {"sprite_size": 14, "min_size": 5, "max_size": 10}
 
