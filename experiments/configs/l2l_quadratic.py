@@ -14,6 +14,11 @@ RMSprop, Adam and Nesterov momentum, each with its learning rate tuned on a half
 100 tuning problems, against the learned optimizer on 100 test problems, 10-dimensional (the
 training distribution) and 20-dimensional (never seen).
 
+``:preprocessed`` feeds the LSTM the paper's MNIST gradient preprocessing (p = 10: log-magnitude
+and sign) instead of the raw gradients: the one change that lets it generalise to larger
+quadratics than it was trained on (docs/RESULTS.md); it ships as
+``load_learned_optimizer("quadratic")``, the paper's raw-gradient one as ``"quadratic_paper"``.
+
 ``--config.learned.load=NAME_OR_PATH`` evaluates a saved (or shipped) optimizer without
 meta-training. ``task.distribution=uniform`` draws ``W, y`` in [0, 1) as the authors' code does.
 """
@@ -24,7 +29,7 @@ import ml_collections
 
 from dfn_jax.training.config import parse_config_arg
 
-VARIANTS = ("paper",)
+VARIANTS = ("paper", "preprocessed")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -81,4 +86,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "lr_log10_max": 1.0,
         }
     )
+    if args.variant == "preprocessed":
+        config.learned.preprocess = True
     return args.apply(config)

@@ -19,9 +19,14 @@ class L2LQuadratic(LearnedOptimizerExperiment):
         return Quadratic(**(settings | kwargs))
 
     def test_variants(self) -> dict[str, tuple[dict, int]]:
-        """The trained setting, and (never seen in meta-training) 20-dimensional problems."""
+        """The trained setting, and (never seen in meta-training) 20- and 40-dimensional
+        problems."""
         steps = self.test_steps
-        return {"default": ({}, steps), "dim_20": ({"dim": 20}, steps)}
+        return {
+            "default": ({}, steps),
+            "dim_20": ({"dim": 20}, steps),
+            "dim_40": ({"dim": 40}, steps),
+        }
 
 
 EXPERIMENT = L2LQuadratic

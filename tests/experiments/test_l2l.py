@@ -21,6 +21,7 @@ def test_configs_follow_the_paper():
         False,
     )
     assert (quad.meta.unroll_steps, quad.meta.truncation) == (100, 20)
+    assert l2l_quadratic.get_config("preprocessed").learned.preprocess is True
     mnist = l2l_mnist.get_config()
     assert mnist.experiment == "l2l.mnist" and mnist.task.activation == "sigmoid"
     assert (mnist.learned.preprocess, mnist.learned.preprocess_p, mnist.learned.output_scale) == (
@@ -51,6 +52,7 @@ def test_a_short_quadratic_run_end_to_end(tmp_path):
     )
     results = main.train_and_evaluate(config, str(tmp_path))
     assert results["steps"] == 10 and results["num_params"] == 5061
+    assert set(results["evaluation"]) == {"default", "dim_20", "dim_40"}
     for variant in ("default", "dim_20"):
         evaluation = results["evaluation"][variant]
         assert set(evaluation["final_loss"]) == {"learned", "sgd", "rmsprop", "adam", "nag"}
@@ -70,7 +72,8 @@ def test_a_short_quadratic_run_end_to_end(tmp_path):
     config.learned.load = str(tmp_path / "learned_optimizer")
     again = main.train_and_evaluate(config, str(tmp_path / "loaded"))
     assert again["loaded"] == config.learned.load and again["steps"] == 0
-    assert again["evaluation"] == results["evaluation"]
+    same = json.dumps(again["evaluation"], sort_keys=True)  # NaN == NaN (a 2-epoch optimizer
+    assert same == json.dumps(results["evaluation"], sort_keys=True)  # may diverge on 40-d)
 
 
 def test_the_meta_learning_rate_is_constant_or_cosine_decayed_to_zero():

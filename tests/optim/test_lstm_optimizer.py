@@ -115,3 +115,29 @@ def test_shipped_optimizers_load_by_name_and_run_in_plain_optax(name):
     updates, _ = jax.jit(opt.update)(grads, opt.init(params))
     chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
     assert all(np.all(np.isfinite(np.asarray(u, np.float32))) for u in jax.tree.leaves(updates))
+
+
+def test_the_shipped_quadratic_optimizer_beats_tuned_adam_on_20d_quadratics_it_never_saw():
+    """The moonshot, in a plain optax loop: one call loads the optimizer meta-trained on 10-d
+    quadratics, which then beats Adam at its tuned rate (0.32, docs/RESULTS.md) on fresh 20-d
+    ones (30 problems here: 0.436 against 0.603; 0.580 against 0.813 on the experiment's 100)."""
+
+    def final_loss(opt, key):
+        kw, ky, kx = jax.random.split(key, 3)
+        w, y = jax.random.normal(kw, (20, 20)), jax.random.normal(ky, (20,))
+        loss = lambda x: jnp.sum((w @ x - y) ** 2)  # noqa: E731
+
+        def step(_, carry):
+            x, state = carry
+            updates, state = opt.update(jax.grad(loss)(x), state, x)
+            return optax.apply_updates(x, updates), state
+
+        x = 0.01 * jax.random.normal(kx, (20,))
+        x, _ = jax.lax.fori_loop(0, 100, step, (x, opt.init(x)))
+        return loss(x)
+
+    keys = jax.random.split(jax.random.key(2026), 30)
+    learned = jax.jit(jax.vmap(lambda k: final_loss(optim.load_learned_optimizer("quadratic"), k)))
+    adam = jax.jit(jax.vmap(lambda k: final_loss(optax.adam(10**-0.5), k)))
+    learned_loss, adam_loss = float(learned(keys).mean()), float(adam(keys).mean())
+    assert learned_loss < adam_loss, (learned_loss, adam_loss)
