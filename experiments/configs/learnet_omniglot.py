@@ -6,7 +6,8 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
 * ``learnet`` (default; the paper's best): a single-stream learnet reads the exemplar and predicts
   the per-channel filters of the pupil's last (factorised) convolution, which then processes the
   query (28.75% error on the official runs after the default 4,000 steps, 7 minutes of training
-  on 2 CPU cores; 21.5% with ``--config.num_train_steps=16000``, the shipped model);
+  on 2 CPU cores; 21.5% with ``--config.num_train_steps=16000``, 19.75% with ``32000``, the
+  shipped model);
 * ``siamese``: one embedding for both images and a learned weighted-L1 score;
 * ``siamese_unshared``: the same with separate exemplar and query embeddings;
 * ``siamese_learnet``: the learnet predicts the embedding applied to both images (15.25% on the
