@@ -140,15 +140,13 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         phi = jax.device_get(state["best_meta_params"])
         workdir = pathlib.Path(workdir)
         evaluation, curves = self.evaluate(self.optimizer_fn(phi))
-        results = {
-            "experiment": type(self).__name__,
-            "steps": total,
-            "num_params": int(sum(np.size(x) for x in jax.tree.leaves(phi))),
-            "meta_train_wall_time_s": train_time,
-            "best_val_final_loss": float(state["best_val"]),
-            "test": {f"{k}_final_loss": v for k, v in evaluation["default"]["final_loss"].items()},
-            "evaluation": evaluation,
-        }
+        results = self.results(
+            phi,
+            evaluation,
+            steps=total,
+            meta_train_wall_time_s=train_time,
+            best_val_final_loss=float(state["best_val"]),
+        )
         if run.is_main:
             save_learned_optimizer(
                 workdir / "learned_optimizer",
@@ -165,16 +163,20 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         phi = load_meta_params(name_or_path)
         run = Run(workdir, self.config, total_steps=0)
         evaluation, curves = self.evaluate(lstm_optimizer(phi, **info["settings"]))
-        results = {
+        results = self.results(
+            phi, evaluation, steps=0, loaded=str(name_or_path), loaded_settings=info["settings"]
+        )
+        return run.finish(results, self.figures(curves))
+
+    def results(self, phi, evaluation: dict, **facts) -> dict:
+        """``results.json``: the run's ``facts``, the optimizer's size and the evaluation."""
+        return {
             "experiment": type(self).__name__,
-            "steps": 0,
-            "loaded": str(name_or_path),
-            "loaded_settings": info["settings"],
+            **facts,
             "num_params": int(sum(np.size(x) for x in jax.tree.leaves(phi))),
             "test": {f"{k}_final_loss": v for k, v in evaluation["default"]["final_loss"].items()},
             "evaluation": evaluation,
         }
-        return run.finish(results, self.figures(curves))
 
     def figures(self, curves: dict):
         """Writes one figure per test variant (``directory`` from :meth:`Run.finish`)."""
