@@ -56,6 +56,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # A shipped name or the path of a saved optimizer: no meta-training, that optimizer
             # evaluated against the tuned baselines.
             "load": "",
+            # A shipped name or the path of a saved optimizer: meta-training starts from its
+            # meta-parameters (same settings and size) instead of fresh ones.
+            "init_from": "",
         }
     )
     config.meta = ml_collections.ConfigDict(

@@ -99,17 +99,11 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         if self.config.learned.get("load"):
             return self.evaluate_loaded(workdir, self.config.learned.load)
         config = self.config
-        m, learned = config.meta, config.learned
+        m = config.meta
         step_weights = meta.check_step_weights(m.get("step_weights", "uniform"))
         task = self.make_task()
         data = self.task_data(task)
-        phi0 = init_meta_params(
-            jax.random.fold_in(jax.random.key(config.seed), 7),
-            hidden_size=learned.hidden_size,
-            num_layers=learned.num_layers,
-            preprocess=learned.preprocess,
-            zero_output=learned.zero_output,
-        )
+        phi0 = self.initial_meta_params()
         total = m.num_epochs * (m.unroll_steps // m.truncation)
         meta_optimizer = optax.adam(meta_learning_rate(m, total))
         if m.grad_clip_norm:
@@ -156,6 +150,35 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             )
 
         return run.finish(results, self.figures(curves))
+
+    def initial_meta_params(self):
+        """The meta-parameters meta-training starts from: fresh ones from the seed, or those of
+        the saved optimizer ``learned.init_from`` (a curriculum: e.g. the 100-step ``"mnist"``
+        optimizer meta-trained further on 200-step unrolls), whose settings and size must be
+        the config's."""
+        config, learned = self.config, self.config.learned
+        source = learned.get("init_from")
+        if not source:
+            return init_meta_params(
+                jax.random.fold_in(jax.random.key(config.seed), 7),
+                hidden_size=learned.hidden_size,
+                num_layers=learned.num_layers,
+                preprocess=learned.preprocess,
+                zero_output=learned.zero_output,
+            )
+        info = learned_optimizer_info(source)
+        saved = {**info["settings"], "hidden_size": info["hidden_size"]}
+        saved["num_layers"] = info["num_layers"]
+        wanted = {**self.settings, "hidden_size": learned.hidden_size}
+        wanted["num_layers"] = learned.num_layers
+        differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+        if differ:
+            detail = ", ".join(f"{k}: saved {a!r}, config {b!r}" for k, (a, b) in differ.items())
+            raise ValueError(
+                f"`learned.init_from` ({source!r}) was trained with other settings than the "
+                f"config's ({detail}); set them to the saved optimizer's."
+            )
+        return load_meta_params(source)
 
     def evaluate_loaded(self, workdir: str, name_or_path: str) -> dict:
         """No meta-training: the saved optimizer ``name_or_path`` against the tuned baselines."""

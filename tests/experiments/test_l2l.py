@@ -111,3 +111,25 @@ def test_the_meta_learning_rate_is_constant_or_cosine_decayed_to_zero():
     config.meta.lr_schedule = "step"
     with pytest.raises(ValueError, match=r"`meta.lr_schedule` must be one of"):
         meta_learning_rate(config.meta, 100)
+
+
+def test_meta_training_starts_from_a_saved_optimizer_with_the_same_settings(tmp_path):
+    """``learned.init_from``: a curriculum's start is the saved optimizer's meta-parameters; one
+    saved with other settings than the config's is refused, naming what differs."""
+    from experiments.main import make_experiment
+
+    phi = optim.init_meta_params(jax.random.key(5), preprocess=True)
+    settings = {"output_scale": 1.0, "preprocess": True, "preprocess_p": 10.0}
+    optim.save_learned_optimizer(tmp_path / "saved", phi, settings=settings)
+    config = l2l_quadratic.get_config(f"preprocessed,learned.init_from={tmp_path / 'saved'}")
+    start = make_experiment(config).initial_meta_params()
+    jax.tree.map(np.testing.assert_array_equal, start, phi)
+    fresh = make_experiment(l2l_quadratic.get_config("preprocessed")).initial_meta_params()
+    assert not np.array_equal(fresh["out_w"], phi["out_w"])
+    config.learned.output_scale = 0.1
+    with pytest.raises(ValueError, match=r"`learned.init_from`.*output_scale: saved 1.0"):
+        make_experiment(config).initial_meta_params()
+    curriculum = l2l_mnist.get_config("curriculum")  # the shipped 100-step optimizer, 200 steps
+    assert curriculum.learned.init_from == "mnist" and curriculum.meta.unroll_steps == 200
+    start = make_experiment(curriculum).initial_meta_params()
+    jax.tree.map(np.testing.assert_array_equal, start, optim.load_meta_params("mnist"))
