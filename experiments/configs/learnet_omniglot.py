@@ -83,6 +83,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.embedding_dim = 64
     config.model.learnet_channels = (16, 16, 32, 32)
     config.model.learnet_features = 64
+    # "image": the learnet's own convnet on the exemplar; "pupil": one linear layer on the
+    # exemplar's pupil features before the predicted layer (docs/RESULTS.md).
+    config.model.learnet_input = "image"
     # The last convolution's filters: learns fastest (docs/RESULTS.md, "Which layer to predict").
     config.model.predicted_layers = (3,)
     config.model.rank = placeholder(int)

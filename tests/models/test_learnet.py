@@ -58,6 +58,14 @@ CONFIGS = {
         "learnet_unfactorised",
         dataclasses.replace(SMALL, predicted_layers=(3,), predict_linear=True),
     ),
+    "learnet_reading_the_pupil": (
+        "learnet",
+        dataclasses.replace(SMALL, predicted_layers=(3,), learnet_input="pupil"),
+    ),
+    "siamese_learnet_reading_the_pupil": (
+        "siamese_learnet",
+        dataclasses.replace(SMALL, predicted_layers=(2,), learnet_input="pupil"),
+    ),
 }
 
 
@@ -232,6 +240,25 @@ def test_errors_name_the_argument_and_the_expected_shape():
         SingleStreamLearnet(dataclasses.replace(SMALL, predicted_layers=()), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`variant` must be one of"):
         matched_siamese_width(SMALL, "learnet")
+    with pytest.raises(ValueError, match="`learnet_input` must be one of"):
+        LearnetConfig(learnet_input="exemplar")
+    with pytest.raises(ValueError, match=r'`learnet_input="pupil"` .* predicts the first'):
+        LearnetConfig(learnet_input="pupil", predicted_layers=(0, 3))
+
+
+def test_a_learnet_reading_the_pupil_predicts_from_the_exemplars_pupil_features():
+    """``learnet_input="pupil"``: no convnet of its own; one linear layer reads the exemplar's
+    features from the pupil's blocks before the predicted one (the query's blocks too)."""
+    config = dataclasses.replace(SMALL, predicted_layers=(2,), learnet_input="pupil")
+    model = learnet_model("learnet", config, rngs=nnx.Rngs(0))
+    assert isinstance(model.learnet.trunk, nnx.Linear)
+    assert model.learnet.trunk.in_features == 7 * 7 * 8  # two blocks: 28 -> 7, 8 channels
+    exemplar = _images((2, 28, 28), 4)
+    expected = model.learnet(model.pupil.prefix(exemplar[..., None]))
+    for got, want in zip(model.predict_parameters(exemplar), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    own = learnet_param_count("learnet", dataclasses.replace(config, learnet_input="image"))
+    assert learnet_param_count("learnet", config) == count_params(model) != own
 
 
 def test_lists_in_a_config_become_tuples_and_siamese_learnet_shares_the_prediction():

@@ -65,6 +65,9 @@ from dfn_jax.layers.factorized import FactorizedConv, FactorizedLinear
 VARIANTS = ("siamese", "siamese_unshared", "learnet", "siamese_learnet", "learnet_unfactorised")
 """The names :func:`learnet_model` accepts."""
 
+LEARNET_INPUTS = ("image", "pupil")
+"""What a learnet reads (``LearnetConfig.learnet_input``)."""
+
 DYNAMIC_CONVOLUTION_IMPLEMENTATIONS = ("fast", "reference")
 """Implementations of :func:`dfn_jax.ops.dynamic_convolution` for whole predicted kernels."""
 
@@ -80,8 +83,14 @@ class LearnetConfig:
       channels: widths of the pupil's convolution blocks (each halves the resolution).
       kernel_size: of every convolution (pupil and learnet).
       embedding_dim: ``D``, size of the pupil's linear embedding.
-      learnet_channels: widths of the learnet's convolution blocks.
+      learnet_channels: widths of the learnet's convolution blocks (with ``learnet_input=
+        "image"``).
       learnet_features: size of the learnet's feature vector that the heads read.
+      learnet_input: what the learnet reads: ``"image"``, the exemplar through a convnet of its
+        own (``learnet_channels``), or ``"pupil"``, the exemplar's features from the pupil's
+        blocks before the first predicted layer (the same blocks the query goes through), read
+        by one linear layer: the predicted filters can then be templates of the exemplar's own
+        features, matched against the query's (ours; the paper's learnet has its own network).
       predicted_layers: indices into ``channels`` of the pupil convolutions whose parameters the
         learnet predicts (``(1,)``: the second).
       rank: ``R`` of each factorised predicted convolution; ``None``: its output width.
@@ -106,6 +115,7 @@ class LearnetConfig:
     embedding_dim: int = 64
     learnet_channels: tuple[int, ...] = (16, 16, 32, 32)
     learnet_features: int = 64
+    learnet_input: str = "image"
     predicted_layers: tuple[int, ...] = (1,)
     rank: int | None = None
     factorized: bool = True
@@ -147,6 +157,13 @@ class LearnetConfig:
         for name in ("factorized", "predict_linear"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        choice(self.learnet_input, LEARNET_INPUTS, name="learnet_input")
+        if self.learnet_input == "pupil" and layers and min(layers) == 0:
+            raise ValueError(
+                '`learnet_input="pupil"` reads the pupil\'s blocks before the first predicted '
+                f"one, and `predicted_layers` {self.predicted_layers!r} predicts the first: "
+                "predict a later layer or read the image."
+            )
         choice(
             self.factorized_implementation,
             FACTORIZED_IMPLEMENTATIONS,
@@ -343,14 +360,27 @@ class Learnet(nnx.Module):
     A :class:`Pupil`-style convnet (``config.learnet_channels``, embedding
     ``config.learnet_features``, ReLU), then one linear head per target. Each head starts with
     half the target variance in its bias (a shared, exemplar-independent part) and half from the
-    features (weights ``N(0, std^2 / (2 F))``), so the pupil starts near He's scale.
+    features (weights ``N(0, std^2 / (2 F))``), so the pupil starts near He's scale. With
+    ``input_features`` (``learnet_input="pupil"``) it reads flattened features ``[B, ...]`` of
+    that size instead of images, through one linear layer in place of the convnet.
     """
 
-    def __init__(self, config: LearnetConfig, targets: Sequence[_Target], *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config: LearnetConfig,
+        targets: Sequence[_Target],
+        *,
+        input_features: int | None = None,
+        rngs: nnx.Rngs,
+    ):
         features = config.learnet_features
-        self.trunk = Pupil(
-            config, channels=config.learnet_channels, embedding_dim=features, rngs=rngs
-        )
+        if input_features is None:
+            self.trunk = Pupil(
+                config, channels=config.learnet_channels, embedding_dim=features, rngs=rngs
+            )
+        else:
+            self.trunk = nnx.Linear(input_features, features, rngs=rngs)
+        self.reads_features = input_features is not None
         heads = []
         for target in targets:
             size = math.prod(target.shape)
@@ -370,6 +400,9 @@ class Learnet(nnx.Module):
         self.shapes = tuple(tuple(t.shape) for t in targets)
 
     def __call__(self, exemplars: jax.Array) -> tuple[jax.Array, ...]:
+        """Images ``[B, S, S, 1]`` (or, reading features, ``[B, ...]``) -> the targets."""
+        if self.reads_features:
+            exemplars = exemplars.reshape(exemplars.shape[0], -1)
         e = jax.nn.relu(self.trunk(exemplars))
         return tuple(
             head(e).reshape(e.shape[0], *shape)
@@ -503,12 +536,25 @@ class _LearnetBase(_PairScorer):
             predict_linear=config.predict_linear,
             rngs=rngs,
         )
-        self.learnet = Learnet(config, _targets(self.pupil, config), rngs=rngs)
+        reads = None
+        if config.learnet_input == "pupil":
+            prefix = jax.eval_shape(
+                self.pupil.prefix, jax.ShapeDtypeStruct((1, *(config.image_size,) * 2, 1), "f4")
+            )
+            reads = math.prod(prefix.shape[1:])
+        self.learnet = Learnet(
+            config, _targets(self.pupil, config), input_features=reads, rngs=rngs
+        )
 
     def predict_parameters(self, exemplar: jax.Array) -> tuple[jax.Array, ...]:
         """The learnet's output for ``exemplar [B, S, S(, 1)]``: one ``[B, *shape]`` array per
         entry of ``self.pupil.predicted_shapes``."""
-        return self.learnet(_images(exemplar, "exemplar", self.config.image_size))
+        return self._predict(_images(exemplar, "exemplar", self.config.image_size))
+
+    def _predict(self, z: jax.Array) -> tuple[jax.Array, ...]:
+        if self.config.learnet_input == "pupil":
+            return self.learnet(self.pupil.prefix(z))
+        return self.learnet(z)
 
 
 class SingleStreamLearnet(_LearnetBase):
@@ -524,11 +570,11 @@ class SingleStreamLearnet(_LearnetBase):
         return self.head(jax.nn.relu(embeddings))[:, 0]
 
     def _score(self, q, z):
-        return self._scores(self.pupil(q, self.learnet(z)))
+        return self._scores(self.pupil(q, self._predict(z)))
 
     def _score_matrix(self, q, z):
         n, num_q = z.shape[0], q.shape[0]
-        predicted = tuple(_tile_rows(p, num_q) for p in self.learnet(z))
+        predicted = tuple(_tile_rows(p, num_q) for p in self._predict(z))
         h = _repeat_rows(self.pupil.prefix(q), n)
         return self._scores(self.pupil.from_prefix(h, predicted)).reshape(num_q, n)
 
@@ -543,13 +589,13 @@ class SiameseLearnet(_LearnetBase):
 
     def _score(self, q, z):
         b = q.shape[0]
-        predicted = tuple(jnp.concatenate([p, p]) for p in self.learnet(z))
+        predicted = tuple(jnp.concatenate([p, p]) for p in self._predict(z))
         e = self.pupil(jnp.concatenate([q, z]), predicted)
         return self.distance(e[:b], e[b:])
 
     def _score_matrix(self, q, z):
         n, num_q = z.shape[0], q.shape[0]
-        predicted = self.learnet(z)
+        predicted = self._predict(z)
         ez = self.pupil(z, predicted)  # [N, D]
         h = _repeat_rows(self.pupil.prefix(q), n)
         eq = self.pupil.from_prefix(h, tuple(_tile_rows(p, num_q) for p in predicted))
