@@ -86,6 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # "image": the learnet's own convnet on the exemplar; "pupil": one linear layer on the
     # exemplar's pupil features before the predicted layer (docs/RESULTS.md).
     config.model.learnet_input = "image"
+    # The single-stream learnet's score: "linear" (a head on ReLU of the pupil's embedding) or
+    # "l1" (the weighted L1 distance to a centre the learnet predicts).
+    config.model.score = "linear"
     # The last convolution's filters: learns fastest (docs/RESULTS.md, "Which layer to predict").
     config.model.predicted_layers = (3,)
     config.model.rank = placeholder(int)

@@ -62,6 +62,10 @@ CONFIGS = {
         "learnet",
         dataclasses.replace(SMALL, predicted_layers=(3,), learnet_input="pupil"),
     ),
+    "learnet_l1_score": (
+        "learnet",
+        dataclasses.replace(SMALL, predicted_layers=(3,), learnet_input="pupil", score="l1"),
+    ),
     "siamese_learnet_reading_the_pupil": (
         "siamese_learnet",
         dataclasses.replace(SMALL, predicted_layers=(2,), learnet_input="pupil"),
@@ -240,6 +244,8 @@ def test_errors_name_the_argument_and_the_expected_shape():
         SingleStreamLearnet(dataclasses.replace(SMALL, predicted_layers=()), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`variant` must be one of"):
         matched_siamese_width(SMALL, "learnet")
+    with pytest.raises(ValueError, match="`score` must be one of"):
+        LearnetConfig(score="cosine")
     with pytest.raises(ValueError, match="`learnet_input` must be one of"):
         LearnetConfig(learnet_input="exemplar")
     with pytest.raises(ValueError, match=r'`learnet_input="pupil"` .* predicts the first'):
@@ -269,3 +275,18 @@ def test_lists_in_a_config_become_tuples_and_siamese_learnet_shares_the_predicti
     # Scoring an exemplar against itself: both streams use the same predicted embedding, so the
     # weighted L1 distance is 0 and the score is the bias.
     np.testing.assert_allclose(model(exemplar, exemplar), model.distance.bias[...], atol=1e-6)
+
+
+def test_the_l1_score_is_the_weighted_distance_to_a_predicted_centre():
+    """``score="l1"``: the learnet's last output is the centre ``t(z)``, and the score is
+    :class:`WeightedL1` between the query's pupil embedding and it."""
+    config = dataclasses.replace(SMALL, predicted_layers=(3,), score="l1")
+    model = learnet_model("learnet", config, rngs=nnx.Rngs(2))
+    query, exemplar = _images((2, 28, 28, 1), 5), _images((2, 28, 28, 1), 6)
+    *predicted, centre = model.predict_parameters(exemplar)
+    assert centre.shape == (2, 16) and len(predicted) == len(model.pupil.predicted_shapes)
+    expected = model.distance(model.pupil(query, predicted), centre)
+    np.testing.assert_allclose(model(query, exemplar), expected, rtol=1e-6)
+    linear = learnet_param_count("learnet", dataclasses.replace(config, score="linear"))
+    extra = (config.learnet_features + 1) * 16  # the centre's head
+    assert learnet_param_count("learnet", config) == linear + extra  # WeightedL1 = Linear(D, 1)

@@ -68,6 +68,9 @@ VARIANTS = ("siamese", "siamese_unshared", "learnet", "siamese_learnet", "learne
 LEARNET_INPUTS = ("image", "pupil")
 """What a learnet reads (``LearnetConfig.learnet_input``)."""
 
+SCORES = ("linear", "l1")
+"""The single-stream learnet's scores (``LearnetConfig.score``)."""
+
 DYNAMIC_CONVOLUTION_IMPLEMENTATIONS = ("fast", "reference")
 """Implementations of :func:`dfn_jax.ops.dynamic_convolution` for whole predicted kernels."""
 
@@ -91,6 +94,10 @@ class LearnetConfig:
         blocks before the first predicted layer (the same blocks the query goes through), read
         by one linear layer: the predicted filters can then be templates of the exemplar's own
         features, matched against the query's (ours; the paper's learnet has its own network).
+      score: of the single-stream learnet: ``"linear"``, ``v . ReLU(phi_z(x)) + c``, or
+        ``"l1"``, where the learnet also predicts a centre ``t(z)`` of the pupil's embedding
+        and ``s = b - sum_i a_i |phi_z(x)_i - t(z)_i|`` (a predicted bias of the embedding
+        scored by :class:`WeightedL1`'s norm; ours, the paper's score could not be read).
       predicted_layers: indices into ``channels`` of the pupil convolutions whose parameters the
         learnet predicts (``(1,)``: the second).
       rank: ``R`` of each factorised predicted convolution; ``None``: its output width.
@@ -116,6 +123,7 @@ class LearnetConfig:
     learnet_channels: tuple[int, ...] = (16, 16, 32, 32)
     learnet_features: int = 64
     learnet_input: str = "image"
+    score: str = "linear"
     predicted_layers: tuple[int, ...] = (1,)
     rank: int | None = None
     factorized: bool = True
@@ -158,6 +166,7 @@ class LearnetConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         choice(self.learnet_input, LEARNET_INPUTS, name="learnet_input")
+        choice(self.score, SCORES, name="score")
         if self.learnet_input == "pupil" and layers and min(layers) == 0:
             raise ValueError(
                 '`learnet_input="pupil"` reads the pupil\'s blocks before the first predicted '
@@ -521,7 +530,9 @@ class SiameseUnshared(_PairScorer):
 
 
 class _LearnetBase(_PairScorer):
-    def __init__(self, config: LearnetConfig, *, rngs: nnx.Rngs):
+    def __init__(
+        self, config: LearnetConfig, *, extra_targets: Sequence[_Target] = (), rngs: nnx.Rngs
+    ):
         if not config.predicted_layers and not config.predict_linear:
             raise ValueError(
                 "A learnet must predict something: set `predicted_layers` (indices into "
@@ -542,13 +553,13 @@ class _LearnetBase(_PairScorer):
                 self.pupil.prefix, jax.ShapeDtypeStruct((1, *(config.image_size,) * 2, 1), "f4")
             )
             reads = math.prod(prefix.shape[1:])
-        self.learnet = Learnet(
-            config, _targets(self.pupil, config), input_features=reads, rngs=rngs
-        )
+        targets = _targets(self.pupil, config) + tuple(extra_targets)
+        self.learnet = Learnet(config, targets, input_features=reads, rngs=rngs)
 
     def predict_parameters(self, exemplar: jax.Array) -> tuple[jax.Array, ...]:
         """The learnet's output for ``exemplar [B, S, S(, 1)]``: one ``[B, *shape]`` array per
-        entry of ``self.pupil.predicted_shapes``."""
+        entry of ``self.pupil.predicted_shapes`` (then, with ``score="l1"``, the centre
+        ``t(z) [B, D]``)."""
         return self._predict(_images(exemplar, "exemplar", self.config.image_size))
 
     def _predict(self, z: jax.Array) -> tuple[jax.Array, ...]:
@@ -560,23 +571,41 @@ class _LearnetBase(_PairScorer):
 class SingleStreamLearnet(_LearnetBase):
     """The single-stream learnet: the learnet reads the exemplar ``z`` and predicts the pupil's
     ``config.predicted_layers`` (and, with ``predict_linear``, its embedding); the pupil
-    processes the query ``x`` alone, ``s(x, z) = v . ReLU(phi_{L(z)}(x)) + c``."""
+    processes the query ``x`` alone, ``s(x, z) = v . ReLU(phi_{L(z)}(x)) + c``, or with
+    ``config.score="l1"`` ``s(x, z) = b - sum_i a_i |phi_{L(z)}(x)_i - t(z)_i|``, the centre
+    ``t(z)`` predicted by the learnet too."""
 
     def __init__(self, config: LearnetConfig = LearnetConfig(), *, rngs: nnx.Rngs):
-        super().__init__(config, rngs=rngs)
-        self.head = nnx.Linear(config.embedding_dim, 1, rngs=rngs)
+        d = config.embedding_dim
+        if config.score == "l1":  # the centre t(z): on the embedding's scale at initialisation
+            super().__init__(config, extra_targets=(_Target((d,), 0.0, 1.0),), rngs=rngs)
+            self.distance = WeightedL1(d)
+        else:
+            super().__init__(config, rngs=rngs)
+            self.head = nnx.Linear(d, 1, rngs=rngs)
 
-    def _scores(self, embeddings):
-        return self.head(jax.nn.relu(embeddings))[:, 0]
+    def _split(self, predicted):
+        """The pupil's predicted parameters and the centre (``None`` with the linear score)."""
+        if self.config.score == "l1":
+            return predicted[:-1], predicted[-1]
+        return predicted, None
+
+    def _scores(self, embeddings, centres):
+        if centres is None:
+            return self.head(jax.nn.relu(embeddings))[..., 0]
+        return self.distance(embeddings, centres)
 
     def _score(self, q, z):
-        return self._scores(self.pupil(q, self._predict(z)))
+        predicted, centres = self._split(self._predict(z))
+        return self._scores(self.pupil(q, predicted), centres)
 
     def _score_matrix(self, q, z):
         n, num_q = z.shape[0], q.shape[0]
-        predicted = tuple(_tile_rows(p, num_q) for p in self._predict(z))
+        predicted, centres = self._split(self._predict(z))
+        predicted = tuple(_tile_rows(p, num_q) for p in predicted)
         h = _repeat_rows(self.pupil.prefix(q), n)
-        return self._scores(self.pupil.from_prefix(h, predicted)).reshape(num_q, n)
+        e = self.pupil.from_prefix(h, predicted).reshape(num_q, n, -1)
+        return self._scores(e, None if centres is None else centres[None])
 
 
 class SiameseLearnet(_LearnetBase):
