@@ -87,6 +87,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "num_tuning_problems": 100,
             "lr_log10_min": -4.0,
             "lr_log10_max": 1.0,
+            # False: the learned optimizer alone (no tuned baselines) on the test problems.
+            "baselines": True,
         }
     )
     if args.variant == "preprocessed":

@@ -18,6 +18,8 @@ What a run does, in its work directory:
 evaluates that optimizer, with its own settings, against the same tuned baselines on the same
 test problems. ``config.evaluation.steps`` is the test horizon (the ``steps_200`` test runs
 twice as long), independent of the meta-training's ``meta.unroll_steps``.
+``evaluation.baselines=False`` skips the baselines (the learned optimizer alone on the test
+problems, e.g. a saved optimizer against baselines an earlier run recorded with the same seeds).
 
 A subclass gives the task (``make_task(variant)``), the task's arrays, and ``num_params``.
 """
@@ -221,13 +223,14 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         grid = [float(v) for v in 10.0 ** np.arange(ev.lr_log10_min, ev.lr_log10_max + 1e-9, 0.5)]
         tune_keys = meta.problem_keys(config.seed, 3, ev.num_tuning_problems)
         test_keys = meta.problem_keys(config.seed, 2, ev.num_test_problems)
+        baselines = BASELINES if ev.get("baselines", True) else {}
         evaluation, curves = {}, {}
         for variant, (kwargs, steps) in self.test_variants().items():
             task = self.make_task(**kwargs)
             data = self.task_data(task)
             learned = meta.optimize(learned_optimizer, task, data, test_keys, steps)
             losses, labels, tuned = {"learned": learned}, {"learned": "learned (LSTM)"}, {}
-            for name, make in BASELINES.items():
+            for name, make in baselines.items():
                 lr, scores = meta.tune_learning_rate(make, grid, task, data, tune_keys, steps)
                 tuned[name] = {"learning_rate": lr, "tuning_final_loss": scores}
                 losses[name] = meta.optimize(make(lr), task, data, test_keys, steps)

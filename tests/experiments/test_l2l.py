@@ -96,6 +96,10 @@ def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
     np.testing.assert_allclose(
         evaluation["final_loss"]["learned"], np.asarray(expected)[:, -1].mean(), rtol=1e-6
     )
+    config.evaluation.baselines = False  # the learned optimizer alone, the same numbers
+    alone = main.train_and_evaluate(config, str(tmp_path / "alone"))["evaluation"]["default"]
+    assert set(alone["final_loss"]) == {"learned"} and alone["baselines"] == {}
+    assert alone["final_loss"]["learned"] == evaluation["final_loss"]["learned"]
 
 
 def test_the_meta_learning_rate_is_constant_or_cosine_decayed_to_zero():
