@@ -168,6 +168,18 @@ def tune_learning_rate(
     return min(scores, key=scores.get), scores
 
 
+def epoch_unrolls(
+    seed: int, num_epochs: int, unroll_steps: int, choices: Sequence[int] = ()
+) -> list[int]:
+    """The unroll length of each meta-epoch: ``unroll_steps`` for all, or with ``choices`` one
+    of them per meta-epoch, drawn uniformly and deterministically from ``seed`` (a mix of
+    horizons; the same on resumption)."""
+    if not choices:
+        return [int(unroll_steps)] * num_epochs
+    rng = np.random.default_rng([int(seed), 4242])
+    return [int(v) for v in rng.choice(np.asarray(choices, int), size=num_epochs)]
+
+
 def problem_keys(seed: int, purpose: int, count: int) -> jax.Array:
     """Keys of ``count`` problems for a purpose (1 validation, 2 test, 3 tuning): disjoint
     streams of one seed, apart from every meta-training epoch's."""
@@ -192,19 +204,27 @@ def meta_train(
     num_val_problems: int = 0,
     unroll: int | bool | str = "auto",
     step_weights: str = "uniform",
+    unroll_choices: Sequence[int] = (),
 ) -> dict:
     """Meta-trains in ``run`` (module docstring); returns the final state, whose
     ``best_meta_params`` are the best by validation (the last ones when there is none).
     ``unroll``: of each truncation's ``lax.scan`` (``"auto"``: fully unrolled on CPU, where a
     rolled loop's backward pass is several times slower, rolled elsewhere). ``step_weights``:
-    of the meta-loss's steps, one of :data:`STEP_WEIGHTS`."""
+    of the meta-loss's steps, one of :data:`STEP_WEIGHTS`. ``unroll_choices``: each meta-epoch's
+    unroll drawn from these instead of ``unroll_steps`` (:func:`epoch_unrolls`; the linear
+    weights then span each epoch's own unroll, and validation runs for the longest)."""
     weights = check_step_weights(step_weights)
     unroll = resolve_unroll(unroll)
-    if unroll_steps % truncation:
-        raise ValueError(
-            f"`unroll_steps` ({unroll_steps}) must be a multiple of `truncation` ({truncation})."
-        )
-    per_epoch = unroll_steps // truncation
+    for name, value in [("unroll_steps", unroll_steps)] + [
+        ("unroll_choices", v) for v in unroll_choices
+    ]:
+        if value <= 0 or value % truncation:
+            raise ValueError(
+                f"`{name}` ({value}) must be a positive multiple of `truncation` ({truncation})."
+            )
+    lengths = epoch_unrolls(seed, num_epochs, unroll_steps, unroll_choices)
+    starts = np.concatenate([[0], np.cumsum([n // truncation for n in lengths])])
+    val_steps = max(unroll_choices) if unroll_choices else unroll_steps
     val_keys = problem_keys(seed, 1, num_val_problems) if num_val_problems else None
 
     def epoch_problems(epoch):
@@ -234,12 +254,12 @@ def meta_train(
     }
     state = run.restore(initial)
 
-    @jax.jit
-    def meta_step(meta_params, meta_opt_state, params, opt_state, problems, start, data):
+    @functools.partial(jax.jit, static_argnames="horizon")
+    def meta_step(meta_params, meta_opt_state, params, opt_state, problems, start, data, horizon):
         grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
         (loss, (carry, final)), grads = grad_fn(
             meta_params, optimizer_fn, task, data, params, opt_state, problems, start,
-            truncation, second_order, unroll=unroll, weights=weights, unroll_steps=unroll_steps,
+            truncation, second_order, unroll=unroll, weights=weights, unroll_steps=horizon,
         )  # fmt: skip
         updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)
@@ -248,14 +268,15 @@ def meta_train(
 
     @jax.jit
     def validate(meta_params, data):
-        losses = optimize(optimizer_fn(meta_params), task, data, val_keys, unroll_steps)
+        losses = optimize(optimizer_fn(meta_params), task, data, val_keys, val_steps)
         return jnp.mean(losses[:, -1])
 
-    total = num_epochs * per_epoch
+    total = int(starts[-1])
     drawn_epoch = None
     try:
         for step in range(run.start, total):
-            epoch, index = divmod(step, per_epoch)
+            epoch = int(np.searchsorted(starts, step, side="right")) - 1
+            index, per_epoch = step - int(starts[epoch]), lengths[epoch] // truncation
             if drawn_epoch != epoch:  # drawn once per epoch, not per truncation
                 initial_params, problems = epoch_problems(epoch)
                 drawn_epoch = epoch
@@ -266,7 +287,7 @@ def meta_train(
                 params, opt_state = state["params"], state["opt_state"]
             meta_params, meta_opt_state, (params, opt_state), metrics = meta_step(
                 state["meta_params"], state["meta_opt_state"], params, opt_state, problems,
-                index * truncation, data,
+                index * truncation, data, lengths[epoch],
             )  # fmt: skip
             state = dict(
                 state,

@@ -78,6 +78,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # Weights of the meta-loss's f(theta_t): "uniform" (all 1, the paper's) or "linear"
             # (w_t = 2 t / (unroll_steps + 1) over the whole unroll: later steps count more).
             "step_weights": "uniform",
+            # Non-empty: each meta-epoch's unroll drawn from these (multiples of `truncation`)
+            # instead of `unroll_steps`, validation at the longest (a mix of horizons).
+            "unroll_choices": (),
         }
     )
     config.evaluation = ml_collections.ConfigDict(

@@ -106,7 +106,9 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         task = self.make_task()
         data = self.task_data(task)
         phi0 = self.initial_meta_params()
-        total = m.num_epochs * (m.unroll_steps // m.truncation)
+        choices = tuple(m.get("unroll_choices") or ())
+        lengths = meta.epoch_unrolls(config.seed, m.num_epochs, m.unroll_steps, choices)
+        total = sum(n // m.truncation for n in lengths)
         meta_optimizer = optax.adam(meta_learning_rate(m, total))
         if m.grad_clip_norm:
             meta_optimizer = optax.chain(
@@ -131,6 +133,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             num_val_problems=m.num_val_problems,
             unroll=m.unroll,
             step_weights=step_weights,
+            unroll_choices=choices,
         )
         train_time = time.perf_counter() - start
         phi = jax.device_get(state["best_meta_params"])

@@ -159,7 +159,10 @@ def test_the_authors_convergence_test(tmp_path):
 
 
 @pytest.mark.slow
-def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path):
+@pytest.mark.parametrize("unroll_choices", [(), (20, 40)])
+def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path, unroll_choices):
+    """Also with a mix of horizons (``unroll_choices``): each meta-epoch's unroll is drawn
+    from the seed, so the resumed run finds the same epochs at the same steps."""
     task = Quadratic(dim=4)
     phi0 = optim.init_meta_params(jax.random.key(0), hidden_size=6)
     fn = lambda p: optim.lstm_optimizer(p, preprocess=True)  # noqa: E731
@@ -176,10 +179,16 @@ def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path):
         meta_optimizer=optax.adam(3e-3),
         eval_every_epochs=1,
         num_val_problems=3,
+        unroll_choices=unroll_choices,
     )
-    whole = meta.meta_train(_run(tmp_path, "whole", 12), **kwargs)
+    lengths = meta.epoch_unrolls(3, 3, 40, unroll_choices)
+    assert lengths == meta.epoch_unrolls(3, 3, 40, unroll_choices)  # deterministic
+    assert set(lengths) <= set(unroll_choices or (40,))
+    total = sum(n // 10 for n in lengths)
+    whole = meta.meta_train(_run(tmp_path, "whole", total), **kwargs)
+    assert int(whole["step"]) == total
 
-    killed = _run(tmp_path, "killed", 12, every=1)
+    killed = _run(tmp_path, "killed", total, every=1)
     after_step = killed.after_step
 
     def kill_at_step_6(done, state, metrics, **kw):
@@ -190,7 +199,7 @@ def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path):
     killed.after_step = kill_at_step_6
     with pytest.raises(Preempted):
         meta.meta_train(killed, **kwargs)
-    again = _run(tmp_path, "killed", 12, every=1)
+    again = _run(tmp_path, "killed", total, every=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a checkpoint that cannot be restored warns
         resumed = meta.meta_train(again, **kwargs)
@@ -218,7 +227,7 @@ def test_mlp_task_draws_batches_per_step_and_rejects_bad_data():
         MLPClassifier(input_size=5, images=np.zeros((3, 4)), labels=np.zeros(3)).arrays()
     with pytest.raises(ValueError, match="`activation`"):
         MLPClassifier(activation="gelu")
-    with pytest.raises(ValueError, match="must be a multiple of `truncation`"):
+    with pytest.raises(ValueError, match="must be a positive multiple of `truncation`"):
         meta.meta_train(
             None,
             optimizer_fn=None,
@@ -232,6 +241,12 @@ def test_mlp_task_draws_batches_per_step_and_rejects_bad_data():
             truncation=20,
             meta_optimizer=optax.adam(1e-3),
         )
+    with pytest.raises(ValueError, match=r"`unroll_choices` \(50\) must be a positive multiple"):
+        meta.meta_train(
+            None, optimizer_fn=None, init_meta_params=None, task=task, data=data, seed=0,
+            num_epochs=1, num_problems=1, unroll_steps=20, truncation=20,
+            meta_optimizer=optax.adam(1e-3), unroll_choices=(20, 50),
+        )  # fmt: skip
 
 
 def test_meta_loss_estimates_the_loss_on_its_own_batch():
