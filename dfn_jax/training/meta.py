@@ -180,6 +180,13 @@ def epoch_unrolls(
     return [int(v) for v in rng.choice(np.asarray(choices, int), size=num_epochs)]
 
 
+def epoch_starts(lengths: Sequence[int], truncation: int) -> np.ndarray:
+    """``[num_epochs + 1]``: the meta-step at which each meta-epoch of the unroll ``lengths``
+    (:func:`epoch_unrolls`) starts, in truncations of ``truncation``; the last entry is the
+    total number of meta-steps."""
+    return np.concatenate([[0], np.cumsum([n // truncation for n in lengths])]).astype(int)
+
+
 def problem_keys(seed: int, purpose: int, count: int) -> jax.Array:
     """Keys of ``count`` problems for a purpose (1 validation, 2 test, 3 tuning): disjoint
     streams of one seed, apart from every meta-training epoch's."""
@@ -223,7 +230,7 @@ def meta_train(
                 f"`{name}` ({value}) must be a positive multiple of `truncation` ({truncation})."
             )
     lengths = epoch_unrolls(seed, num_epochs, unroll_steps, unroll_choices)
-    starts = np.concatenate([[0], np.cumsum([n // truncation for n in lengths])])
+    starts = epoch_starts(lengths, truncation)
     val_steps = max(unroll_choices) if unroll_choices else unroll_steps
     val_keys = problem_keys(seed, 1, num_val_problems) if num_val_problems else None
 

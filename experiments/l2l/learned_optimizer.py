@@ -108,7 +108,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         phi0 = self.initial_meta_params()
         choices = tuple(m.get("unroll_choices") or ())
         lengths = meta.epoch_unrolls(config.seed, m.num_epochs, m.unroll_steps, choices)
-        total = sum(n // m.truncation for n in lengths)
+        total = int(meta.epoch_starts(lengths, m.truncation)[-1])
         meta_optimizer = optax.adam(meta_learning_rate(m, total))
         if m.grad_clip_norm:
             meta_optimizer = optax.chain(
