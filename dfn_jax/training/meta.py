@@ -18,8 +18,9 @@ the optimizees and their optimizer state mid-epoch, the best ``phi``) is checkpo
 :class:`~dfn_jax.training.run.Run`, so a killed run resumes bitwise.
 
 :func:`optimize` runs any optax optimizer on a batch of problems (the learned one and the
-baselines alike); :func:`tune_learning_rate` picks a baseline's learning rate on validation
-problems.
+baselines alike); :func:`optimize_at` runs a baseline at a learning rate given as an argument,
+so that :func:`tune_learning_rate` (which picks it on validation problems) and the test at the
+chosen rate share one compilation.
 """
 
 from __future__ import annotations
@@ -134,8 +135,22 @@ def optimize(optimizer: optax.GradientTransformation, task, data, keys: jax.Arra
     return _optimize(optimizer, task, steps, data, keys)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _optimize(optimizer, task, steps, data, keys):
+def optimize_at(
+    make: Callable[[jax.Array], optax.GradientTransformation],
+    learning_rate: float,
+    task,
+    data,
+    keys: jax.Array,
+    steps: int,
+):
+    """:func:`optimize` with ``make(learning_rate)``, the learning rate an argument of the
+    compiled function, not a constant: one compilation per ``make`` (hashed as itself: pass
+    the same function object each time), task, ``steps`` and number of problems serves every
+    learning rate, tuning and testing alike."""
+    return _optimize_at(make, task, steps, jnp.asarray(learning_rate, jnp.float32), data, keys)
+
+
+def _losses(optimizer, task, steps, data, keys):
     def one(key):
         params, problem = task.sample(key)
         _, values, final = optimize_scan(
@@ -146,8 +161,16 @@ def _optimize(optimizer, task, steps, data, keys):
     return jax.vmap(one)(keys)
 
 
+_optimize = jax.jit(_losses, static_argnums=(0, 1, 2))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _optimize_at(make, task, steps, learning_rate, data, keys):
+    return _losses(make(learning_rate), task, steps, data, keys)
+
+
 def tune_learning_rate(
-    make: Callable[[float], optax.GradientTransformation],
+    make: Callable[[jax.Array], optax.GradientTransformation],
     learning_rates: Sequence[float],
     task,
     data,
@@ -156,14 +179,10 @@ def tune_learning_rate(
 ) -> tuple[float, dict[float, float]]:
     """The learning rate of ``learning_rates`` with the lowest mean final loss of
     ``make(lr)`` on the problems of ``keys`` (non-finite counts as worst), and every rate's
-    mean final loss."""
-    # One compilation for the whole grid: the learning rate is an argument, not a constant.
-    final_loss = jax.jit(
-        lambda lr, data: jnp.mean(optimize(make(lr), task, data, keys, steps)[:, -1])
-    )
+    mean final loss. Compiled once for the whole grid (:func:`optimize_at`)."""
     scores = {}
     for lr in learning_rates:
-        final = float(final_loss(jnp.asarray(lr, jnp.float32), data))
+        final = float(jnp.mean(optimize_at(make, lr, task, data, keys, steps)[:, -1]))
         scores[float(lr)] = final if np.isfinite(final) else float("inf")
     return min(scores, key=scores.get), scores
 

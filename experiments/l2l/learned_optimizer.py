@@ -236,7 +236,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
             for name, make in baselines.items():
                 lr, scores = meta.tune_learning_rate(make, grid, task, data, tune_keys, steps)
                 tuned[name] = {"learning_rate": lr, "tuning_final_loss": scores}
-                losses[name] = meta.optimize(make(lr), task, data, test_keys, steps)
+                losses[name] = meta.optimize_at(make, lr, task, data, test_keys, steps)
                 labels[name] = f"{name} (lr {lr:.2g})"
             finals = {label: np.asarray(v)[:, -1] for label, v in losses.items()}
             evaluation[variant] = {

@@ -46,7 +46,7 @@ def test_configs_follow_the_paper():
 def test_a_short_quadratic_run_end_to_end(tmp_path):
     config = l2l_quadratic.get_config(
         "paper,meta.num_epochs=2,meta.num_problems=4,meta.eval_every_epochs=1,"
-        "meta.num_val_problems=3,evaluation.num_test_problems=5,"
+        "meta.num_val_problems=3,evaluation.num_test_problems=3,"
         "evaluation.num_tuning_problems=3,evaluation.lr_log10_min=-2.0,"
         "evaluation.lr_log10_max=-1.0,log_every_steps=5,checkpoint_every_steps=5"
     )

@@ -1,6 +1,7 @@
 """The meta-learning loop: meta-gradients against finite differences (first and second order),
-the authors' convergence test, a bitwise resume after a kill mid-epoch, and the meta-loss's step
-weights (uniform bitwise the paper's sum, linear against a hand-written loop, bad values)."""
+the authors' convergence test, learning-rate tuning, a bitwise resume after a kill mid-epoch, and
+the meta-loss's step weights (uniform bitwise the paper's sum, linear against a hand-written loop,
+bad values)."""
 
 import dataclasses
 import functools
@@ -207,6 +208,29 @@ def test_meta_training_resumes_bitwise_after_a_kill_mid_epoch(tmp_path, unroll_c
     chex.assert_trees_all_equal(resumed["meta_params"], whole["meta_params"])
     chex.assert_trees_all_equal(resumed["best_meta_params"], whole["best_meta_params"])
     assert float(resumed["best_val"]) == float(whole["best_val"])
+
+
+def _sgd(lr):
+    return optax.sgd(lr)
+
+
+def test_tuning_picks_the_best_rate_and_compiles_once_for_tuning_and_testing():
+    """``optimize_at`` equals ``optimize`` with the optimizer built at that rate; the grid and
+    the test at the chosen rate (same number of problems) share one compilation."""
+    task, keys = Quadratic(dim=4), meta.problem_keys(1, 3, 3)
+    grid = [1e-3, 1e-2, 1e-1]
+    before = meta._optimize_at._cache_size()
+    lr, scores = meta.tune_learning_rate(_sgd, grid, task, {}, keys, 7)
+    test = meta.optimize_at(_sgd, lr, task, {}, meta.problem_keys(1, 2, 3), 7)
+    assert meta._optimize_at._cache_size() == before + 1
+    for rate in grid:
+        expected = meta.optimize(optax.sgd(rate), task, {}, keys, 7)
+        np.testing.assert_allclose(scores[rate], float(expected[:, -1].mean()), rtol=1e-5)
+    assert lr == min(scores, key=scores.get) and scores[lr] < max(scores.values())
+    assert test.shape == (3, 8)
+    np.testing.assert_allclose(
+        test, meta.optimize(optax.sgd(lr), task, {}, meta.problem_keys(1, 2, 3), 7), rtol=1e-5
+    )
 
 
 def test_mlp_task_draws_batches_per_step_and_rejects_bad_data():
