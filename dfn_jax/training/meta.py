@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -266,6 +266,10 @@ def meta_train(
     def init_opt_state(meta_params, params):
         return jax.vmap(optimizer_fn(meta_params).init)(params)
 
+    # Every array the meta-step reads is committed to one device from the start, as those
+    # restored from a checkpoint are: one compilation serves a fresh and a resumed run.
+    commit = functools.partial(jax.device_put, device=jax.devices()[0])
+    data = commit(data)
     params0, _ = epoch_problems(0)
     opt_state0 = init_opt_state(init_meta_params, params0)
     initial = {
@@ -278,25 +282,11 @@ def meta_train(
         "best_meta_params": init_meta_params,
         "best_val": jnp.asarray(jnp.inf, jnp.float32),
     }
-    state = run.restore(initial)
+    state = run.restore(commit(initial))
 
-    @functools.partial(jax.jit, static_argnames="horizon")
-    def meta_step(meta_params, meta_opt_state, params, opt_state, problems, start, data, horizon):
-        grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
-        (loss, (carry, final)), grads = grad_fn(
-            meta_params, optimizer_fn, task, data, params, opt_state, problems, start,
-            truncation, second_order, unroll=unroll, weights=weights, unroll_steps=horizon,
-        )  # fmt: skip
-        updates, meta_opt_state = meta_optimizer.update(grads, meta_opt_state, meta_params)
-        meta_params = optax.apply_updates(meta_params, updates)
-        metrics = {"loss": loss, "final_loss": final, "grad_norm": optax.tree.norm(grads)}
-        return meta_params, meta_opt_state, carry, metrics
-
-    @jax.jit
-    def validate(meta_params, data):
-        losses = optimize(optimizer_fn(meta_params), task, data, val_keys, val_steps)
-        return jnp.mean(losses[:, -1])
-
+    step_settings = _StepSettings(
+        optimizer_fn, task, meta_optimizer, truncation, second_order, unroll, weights
+    )
     total = int(starts[-1])
     drawn_epoch = None
     try:
@@ -304,16 +294,16 @@ def meta_train(
             epoch = int(np.searchsorted(starts, step, side="right")) - 1
             index, per_epoch = step - int(starts[epoch]), lengths[epoch] // truncation
             if drawn_epoch != epoch:  # drawn once per epoch, not per truncation
-                initial_params, problems = epoch_problems(epoch)
+                initial_params, problems = commit(epoch_problems(epoch))
                 drawn_epoch = epoch
             if index == 0:  # fresh problems: the optimizees and the optimizer's state restart
                 params = initial_params
-                opt_state = init_opt_state(state["meta_params"], params)
+                opt_state = commit(init_opt_state(state["meta_params"], params))
             else:
                 params, opt_state = state["params"], state["opt_state"]
-            meta_params, meta_opt_state, (params, opt_state), metrics = meta_step(
-                state["meta_params"], state["meta_opt_state"], params, opt_state, problems,
-                index * truncation, data, lengths[epoch],
+            meta_params, meta_opt_state, (params, opt_state), metrics = _meta_step(
+                step_settings, lengths[epoch], state["meta_params"], state["meta_opt_state"],
+                params, opt_state, problems, index * truncation, data,
             )  # fmt: skip
             state = dict(
                 state,
@@ -326,7 +316,7 @@ def meta_train(
             end_of_epoch = index == per_epoch - 1
             validating = val_keys is not None and eval_every_epochs > 0
             if validating and end_of_epoch and (epoch + 1) % eval_every_epochs == 0:
-                value = float(validate(meta_params, data))
+                value = float(_validate(optimizer_fn, task, val_steps, meta_params, data, val_keys))
                 run.log(step + 1, {"val_final_loss": value}, prefix="eval/")
                 if value < float(state["best_val"]):
                     best = jnp.asarray(value, jnp.float32)
@@ -337,6 +327,45 @@ def meta_train(
     if val_keys is None:
         state = dict(state, best_meta_params=state["meta_params"])
     return state
+
+
+class _StepSettings(NamedTuple):
+    """What a meta-step is compiled for (hashed by each field; functions and optax
+    transformations by identity), so that calls of :func:`meta_train` with the same objects,
+    such as a resumed run in the same process, reuse the compilation."""
+
+    optimizer_fn: OptimizerFn
+    task: Any
+    meta_optimizer: optax.GradientTransformation
+    truncation: int
+    second_order: bool
+    unroll: int | bool
+    weights: str
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _meta_step(
+    settings, horizon, meta_params, meta_opt_state, params, opt_state, problems, start, data
+):
+    """One truncation of ``settings.truncation`` steps and one update of the meta-parameters;
+    ``horizon``: the epoch's unroll (the linear step weights span it)."""
+    grad_fn = jax.value_and_grad(truncation_meta_loss, has_aux=True)
+    (loss, (carry, final)), grads = grad_fn(
+        meta_params, settings.optimizer_fn, settings.task, data, params, opt_state, problems,
+        start, settings.truncation, settings.second_order, unroll=settings.unroll,
+        weights=settings.weights, unroll_steps=horizon,
+    )  # fmt: skip
+    updates, meta_opt_state = settings.meta_optimizer.update(grads, meta_opt_state, meta_params)
+    meta_params = optax.apply_updates(meta_params, updates)
+    metrics = {"loss": loss, "final_loss": final, "grad_norm": optax.tree.norm(grads)}
+    return meta_params, meta_opt_state, carry, metrics
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _validate(optimizer_fn, task, steps, meta_params, data, keys):
+    """The mean final loss of ``optimizer_fn(meta_params)`` on the problems of ``keys``."""
+    losses = _losses(optimizer_fn(meta_params), task, steps, data, keys)
+    return jnp.mean(losses[:, -1])
 
 
 class MetaExperiment:
