@@ -84,7 +84,9 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     assert count_params(model) == results["num_params"]
     runs = load_official_runs(omniglot_dir=omniglot_dir)
     np.testing.assert_allclose(official_run_errors(model, runs)[:2], test["per_run_error"])
-    # The documented one-line evaluation, on all 20 runs.
+    if variant != "learnet":
+        return
+    # The documented one-line evaluation, on all 20 runs (once: the command is the same).
     command = [sys.executable, "-m", "experiments.learnet.evaluate_official", "--model=tiny",
                f"--directory={tmp_path}", f"--omniglot_dir={omniglot_dir}", "--nodownload",
                f"--figure={tmp_path / 'runs.png'}"]  # fmt: skip

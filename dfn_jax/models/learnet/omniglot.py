@@ -562,9 +562,11 @@ class _LearnetBase(_PairScorer):
         ``t(z) [B, D]``)."""
         return self._predict(_images(exemplar, "exemplar", self.config.image_size))
 
-    def _predict(self, z: jax.Array) -> tuple[jax.Array, ...]:
+    def _predict(self, z: jax.Array, prefix: jax.Array | None = None) -> tuple[jax.Array, ...]:
+        """The learnet on ``z``; reading the pupil, on ``prefix`` (``self.pupil.prefix(z)``,
+        computed here unless the caller has it)."""
         if self.config.learnet_input == "pupil":
-            return self.learnet(self.pupil.prefix(z))
+            return self.learnet(self.pupil.prefix(z) if prefix is None else prefix)
         return self.learnet(z)
 
 
@@ -618,14 +620,16 @@ class SiameseLearnet(_LearnetBase):
 
     def _score(self, q, z):
         b = q.shape[0]
-        predicted = tuple(jnp.concatenate([p, p]) for p in self._predict(z))
-        e = self.pupil(jnp.concatenate([q, z]), predicted)
+        h = self.pupil.prefix(jnp.concatenate([q, z]))  # the exemplars' prefix computed once
+        predicted = tuple(jnp.concatenate([p, p]) for p in self._predict(z, h[b:]))
+        e = self.pupil.from_prefix(h, predicted)
         return self.distance(e[:b], e[b:])
 
     def _score_matrix(self, q, z):
         n, num_q = z.shape[0], q.shape[0]
-        predicted = self._predict(z)
-        ez = self.pupil(z, predicted)  # [N, D]
+        hz = self.pupil.prefix(z)
+        predicted = self._predict(z, hz)
+        ez = self.pupil.from_prefix(hz, predicted)  # [N, D]
         h = _repeat_rows(self.pupil.prefix(q), n)
         eq = self.pupil.from_prefix(h, tuple(_tile_rows(p, num_q) for p in predicted))
         return self.distance(eq.reshape(num_q, n, -1), ez[None])
