@@ -38,6 +38,10 @@ def test_configs_follow_the_paper():
         100,
         "linear",
     )
+    mixed = l2l_mnist.get_config("mixed")  # "mnist_mixed" (its seed 1): 100- and 200-step unrolls
+    assert mixed.meta.unroll_choices == (100, 200) and mixed.meta.num_epochs == 100
+    assert mixed.meta.to_dict() == {**long.meta.to_dict(), "unroll_choices": (100, 200),
+                                    "num_epochs": 100}  # fmt: skip
     with pytest.raises(ValueError, match="Unknown l2l_mnist variant"):
         l2l_mnist.get_config("relu")
 
@@ -72,9 +76,11 @@ def test_a_short_quadratic_run_end_to_end(tmp_path):
 
 def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
     """``learned.load``: no meta-training; the saved optimizer, with its own settings, on the
-    experiment's test problems at the ``evaluation.steps`` horizon."""
+    experiment's test problems at the ``evaluation.steps`` horizon; then compared with tuned
+    Adam problem by problem (``experiments.l2l.paired``)."""
     from dfn_jax.data.optimizees import Quadratic
     from dfn_jax.training import meta
+    from experiments.l2l import paired
 
     phi = optim.init_meta_params(jax.random.key(3), preprocess=True)
     settings = {"output_scale": 0.5, "preprocess": True, "preprocess_p": 10.0}
@@ -96,6 +102,19 @@ def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
     np.testing.assert_allclose(
         evaluation["final_loss"]["learned"], np.asarray(expected)[:, -1].mean(), rtol=1e-6
     )
+    # experiments.l2l.paired: both again on the same test problems, the baseline at its tuned
+    # rate reproduces the run's mean; the interval is paired (zero width for equal losses).
+    report = paired.compare(config, str(tmp_path / "saved"), results)
+    assert set(report) == {"default", "dim_20", "dim_40"}
+    for variant, entry in report.items():
+        assert entry["learning_rate"] == 0.1 and entry["steps"] == 5
+        np.testing.assert_allclose(entry["adam"], entry["baseline_in_results"], rtol=1e-6)
+        ours = results["evaluation"][variant]["final_loss"]["learned"]
+        np.testing.assert_allclose(entry["learned"], ours, rtol=1e-6)
+        assert entry["ci95"][0] <= entry["relative_difference"] <= entry["ci95"][1]
+    assert paired.paired_relative_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0, 0, 0)
+    with pytest.raises(ValueError, match="same P >= 2 problems"):
+        paired.paired_relative_difference([1.0, 2.0], [1.0, 2.0, 3.0])
     config.evaluation.baselines = False  # the learned optimizer alone, the same numbers
     alone = main.train_and_evaluate(config, str(tmp_path / "alone"))["evaluation"]["default"]
     assert set(alone["final_loss"]) == {"learned"} and alone["baselines"] == {}
