@@ -29,7 +29,8 @@ by a cosine over the meta-training (``meta.lr_schedule=cosine``), validation eve
 validation after 200 steps) and tested as the others, at 100 steps and the generalisation tests
 (so its 200-step test is no longer a generalisation in length). ``:mixed`` is ``:long`` with
 each MLP's unroll drawn from 100 and 200 steps (``meta.unroll_choices``) for 100 meta-epochs;
-its seed-1 run (``--config.seed=1``) is below tuned Adam on all four tests and ships as
+its seed-2 run (``--config.seed=2``, the best validation of three seeds) is below tuned Adam
+at 100 and 200 steps and with 40 units, level with it on two layers, and ships as
 ``load_learned_optimizer("mnist_mixed")`` (docs/RESULTS.md has every seed). ``:curriculum`` starts
 from the shipped ``"mnist"`` optimizer (``learned.init_from``) and meta-trains it further on
 200-step unrolls: 50 meta-epochs, Adam 0.003 decayed by a cosine (a curriculum in unroll length,

@@ -38,7 +38,7 @@ def test_configs_follow_the_paper():
         100,
         "linear",
     )
-    mixed = l2l_mnist.get_config("mixed")  # "mnist_mixed" (its seed 1): 100- and 200-step unrolls
+    mixed = l2l_mnist.get_config("mixed")  # "mnist_mixed" (its seed 2): 100- and 200-step unrolls
     assert mixed.meta.unroll_choices == (100, 200) and mixed.meta.num_epochs == 100
     assert mixed.meta.to_dict() == {**long.meta.to_dict(), "unroll_choices": (100, 200),
                                     "num_epochs": 100}  # fmt: skip
