@@ -79,6 +79,12 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         """The test horizon: ``evaluation.steps``, or the meta-training's unroll if unset."""
         return int(self.config.evaluation.get("steps") or self.config.meta.unroll_steps)
 
+    @property
+    def test_keys(self) -> jax.Array:
+        """The test problems' keys (``evaluation.num_test_problems`` from the seed's test
+        stream): the evaluation's and :mod:`experiments.l2l.paired`'s."""
+        return meta.problem_keys(self.config.seed, 2, self.config.evaluation.num_test_problems)
+
     def make_task(self, **kwargs):
         raise NotImplementedError
 
@@ -225,7 +231,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         ev = config.evaluation
         grid = [float(v) for v in 10.0 ** np.arange(ev.lr_log10_min, ev.lr_log10_max + 1e-9, 0.5)]
         tune_keys = meta.problem_keys(config.seed, 3, ev.num_tuning_problems)
-        test_keys = meta.problem_keys(config.seed, 2, ev.num_test_problems)
+        test_keys = self.test_keys
         baselines = BASELINES if ev.get("baselines", True) else {}
         evaluation, curves = {}, {}
         for variant, (kwargs, steps) in self.test_variants().items():

@@ -25,7 +25,7 @@ from absl import app, flags
 from dfn_jax.optim import load_learned_optimizer
 from dfn_jax.training import meta
 from experiments import main as experiments_main
-from experiments.l2l.learned_optimizer import BASELINES
+from experiments.l2l.learned_optimizer import BASELINES, LearnedOptimizerExperiment
 
 # ``--config`` (an l2l config file[:variant]) is the flag experiments.main defines.
 _LEARNED = flags.DEFINE_string("learned", None, "A shipped learned optimizer or a saved path.")
@@ -58,9 +58,9 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam") -> d
     """Per test setting of the experiment ``config``: the learned optimizer ``learned`` and
     ``baseline`` at the rate ``tuned_from`` (a results.json) tuned, on the test problems."""
     experiment = experiments_main.make_experiment(config)
-    if not isinstance(experiment, meta.MetaExperiment) or not hasattr(experiment, "test_variants"):
+    if not isinstance(experiment, LearnedOptimizerExperiment):
         raise ValueError(f"`config` must be an l2l experiment's, got {config.experiment!r}.")
-    keys = meta.problem_keys(config.seed, 2, config.evaluation.num_test_problems)
+    keys = experiment.test_keys
     optimizer = load_learned_optimizer(learned)
     report = {}
     for variant, (kwargs, steps) in experiment.test_variants().items():
