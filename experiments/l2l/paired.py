@@ -11,7 +11,9 @@ mean(baseline) - 1`` and its 95% bootstrap interval over the test problems. Both
 on the same problems (the same initial weights and minibatches), so the resampling is paired:
 the interval says how much of the difference the draw of test problems could explain.
 ``baseline_in_results`` repeats the baseline's mean from ``--tuned_from``: equal to
-``baseline`` when the problems are the same.
+``baseline`` when the problems are the same; ``final_losses`` holds each problem's final loss
+under both, so reports over disjoint problem sets can be pooled. ``--settings=two_layers`` runs
+one test setting; ``--config.evaluation.num_test_problems=500`` draws more test problems.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _TUNED_FROM = flags.DEFINE_string(
     "tuned_from", None, "results.json of an l2l run that tuned the baseline (its rates)."
 )
 _BASELINE = flags.DEFINE_enum("baseline", "adam", sorted(BASELINES), "The baseline.")
+_SETTINGS = flags.DEFINE_list(
+    "settings", None, "Test settings to run (e.g. two_layers); all the experiment's if unset."
+)
 
 
 def paired_relative_difference(
@@ -54,16 +59,23 @@ def paired_relative_difference(
     return float(learned.mean() / baseline.mean() - 1.0), float(low), float(high)
 
 
-def compare(config, learned: str, tuned_from: dict, baseline: str = "adam") -> dict:
-    """Per test setting of the experiment ``config``: the learned optimizer ``learned`` and
-    ``baseline`` at the rate ``tuned_from`` (a results.json) tuned, on the test problems."""
+def compare(config, learned: str, tuned_from: dict, baseline: str = "adam", settings=None) -> dict:
+    """Per test setting of the experiment ``config`` (all, or those named in ``settings``): the
+    learned optimizer ``learned`` and ``baseline`` at the rate ``tuned_from`` (a results.json)
+    tuned, on the test problems; each problem's final losses under ``final_losses``."""
     experiment = experiments_main.make_experiment(config)
     if not isinstance(experiment, LearnedOptimizerExperiment):
         raise ValueError(f"`config` must be an l2l experiment's, got {config.experiment!r}.")
+    variants = experiment.test_variants()
+    unknown = sorted(set(settings or ()) - set(variants))
+    if unknown:
+        raise ValueError(f"`settings` must be among {sorted(variants)}, got unknown {unknown}.")
     keys = experiment.test_keys
     optimizer = load_learned_optimizer(learned)
     report = {}
-    for variant, (kwargs, steps) in experiment.test_variants().items():
+    for variant, (kwargs, steps) in variants.items():
+        if settings and variant not in settings:
+            continue
         entry = tuned_from["evaluation"].get(variant, {})
         rate = entry.get("baselines", {}).get(baseline, {}).get("learning_rate")
         if rate is None:
@@ -82,6 +94,7 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam") -> d
             "relative_difference": relative,
             "ci95": [low, high],
             "baseline_in_results": entry["final_loss"].get(baseline),
+            "final_losses": {"learned": ours.tolist(), baseline: theirs.tolist()},
         }
     return report
 
@@ -89,7 +102,9 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam") -> d
 def main(argv):
     del argv
     tuned_from = json.loads(pathlib.Path(_TUNED_FROM.value).read_text())
-    report = compare(flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value)
+    report = compare(
+        flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value, _SETTINGS.value
+    )
     print(json.dumps({"learned": _LEARNED.value, "baseline": _BASELINE.value, **report}, indent=1))
 
 

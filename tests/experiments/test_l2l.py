@@ -112,6 +112,13 @@ def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
         ours = results["evaluation"][variant]["final_loss"]["learned"]
         np.testing.assert_allclose(entry["learned"], ours, rtol=1e-6)
         assert entry["ci95"][0] <= entry["relative_difference"] <= entry["ci95"][1]
+        finals = entry["final_losses"]
+        assert len(finals["learned"]) == len(finals["adam"]) == 2
+        np.testing.assert_allclose(np.mean(finals["learned"]), entry["learned"], rtol=1e-6)
+    one = paired.compare(config, str(tmp_path / "saved"), results, settings=["dim_20"])
+    assert set(one) == {"dim_20"} and one["dim_20"]["adam"] == report["dim_20"]["adam"]
+    with pytest.raises(ValueError, match="`settings` must be among"):
+        paired.compare(config, str(tmp_path / "saved"), results, settings=["dim_30"])
     assert paired.paired_relative_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0, 0, 0)
     with pytest.raises(ValueError, match="same P >= 2 problems"):
         paired.paired_relative_difference([1.0, 2.0], [1.0, 2.0, 3.0])
