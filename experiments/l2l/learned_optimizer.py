@@ -85,6 +85,12 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         stream): the evaluation's and :mod:`experiments.l2l.paired`'s."""
         return meta.problem_keys(self.config.seed, 2, self.config.evaluation.num_test_problems)
 
+    @property
+    def tune_keys(self) -> jax.Array:
+        """The baselines' tuning problems' keys (``evaluation.num_tuning_problems`` from the
+        seed's tuning stream)."""
+        return meta.problem_keys(self.config.seed, 3, self.config.evaluation.num_tuning_problems)
+
     def make_task(self, **kwargs):
         raise NotImplementedError
 
@@ -230,8 +236,7 @@ class LearnedOptimizerExperiment(meta.MetaExperiment):
         config = self.config
         ev = config.evaluation
         grid = [float(v) for v in 10.0 ** np.arange(ev.lr_log10_min, ev.lr_log10_max + 1e-9, 0.5)]
-        tune_keys = meta.problem_keys(config.seed, 3, ev.num_tuning_problems)
-        test_keys = self.test_keys
+        tune_keys, test_keys = self.tune_keys, self.test_keys
         baselines = BASELINES if ev.get("baselines", True) else {}
         evaluation, curves = {}, {}
         for variant, (kwargs, steps) in self.test_variants().items():

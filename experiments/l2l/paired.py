@@ -13,7 +13,9 @@ the interval says how much of the difference the draw of test problems could exp
 ``baseline_in_results`` repeats the baseline's mean from ``--tuned_from``: equal to
 ``baseline`` when the problems are the same; ``final_losses`` holds each problem's final loss
 under both, so reports over disjoint problem sets can be pooled. ``--settings=two_layers`` runs
-one test setting; ``--config.evaluation.num_test_problems=500`` draws more test problems.
+one test setting; ``--config.evaluation.num_test_problems=500`` draws more test problems;
+``--log10_grid=-2,-1.75,-1.5,-1.25,-1`` (instead of ``--tuned_from``) tunes the baseline here, on
+the experiment's tuning problems, over a grid of your choice.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from dfn_jax.optim import load_learned_optimizer
 from dfn_jax.training import meta
 from experiments import main as experiments_main
 from experiments.l2l.learned_optimizer import BASELINES, LearnedOptimizerExperiment
+from experiments.paired_bootstrap import paired_bootstrap
 
 # ``--config`` (an l2l config file[:variant]) is the flag experiments.main defines.
 _LEARNED = flags.DEFINE_string("learned", None, "A shipped learned optimizer or a saved path.")
 _TUNED_FROM = flags.DEFINE_string(
     "tuned_from", None, "results.json of an l2l run that tuned the baseline (its rates)."
+)
+_LOG10_GRID = flags.DEFINE_list(
+    "log10_grid", None, "Instead of --tuned_from: tune the baseline here over 10**these rates."
 )
 _BASELINE = flags.DEFINE_enum("baseline", "adam", sorted(BASELINES), "The baseline.")
 _SETTINGS = flags.DEFINE_list(
@@ -40,29 +46,22 @@ _SETTINGS = flags.DEFINE_list(
 )
 
 
-def paired_relative_difference(
-    learned, baseline, *, num_resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float, float]:
+def paired_relative_difference(learned, baseline, **kwargs) -> tuple[float, float, float]:
     """``mean(learned) / mean(baseline) - 1`` over problems (``[P]`` final losses each, problem
-    ``i`` the same in both) and its 95% percentile bootstrap interval, the problems resampled
-    with replacement together."""
-    learned, baseline = np.asarray(learned, np.float64), np.asarray(baseline, np.float64)
-    if learned.ndim != 1 or learned.shape != baseline.shape or learned.size < 2:
-        raise ValueError(
-            "`learned` and `baseline` must be final losses [P] of the same P >= 2 problems, got "
-            f"shapes {learned.shape} and {baseline.shape}."
-        )
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, learned.size, size=(num_resamples, learned.size))
-    resampled = learned[index].mean(1) / baseline[index].mean(1) - 1.0
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return float(learned.mean() / baseline.mean() - 1.0), float(low), float(high)
+    ``i`` the same in both) and its paired 95% bootstrap interval."""
+    return paired_bootstrap(learned, baseline, lambda x, y: x / y - 1.0, **kwargs)
 
 
-def compare(config, learned: str, tuned_from: dict, baseline: str = "adam", settings=None) -> dict:
+def compare(
+    config, learned: str, tuned_from: dict | None, baseline: str = "adam", settings=None, grid=None
+) -> dict:
     """Per test setting of the experiment ``config`` (all, or those named in ``settings``): the
-    learned optimizer ``learned`` and ``baseline`` at the rate ``tuned_from`` (a results.json)
-    tuned, on the test problems; each problem's final losses under ``final_losses``."""
+    learned optimizer ``learned`` and ``baseline`` on the test problems, each problem's final
+    losses under ``final_losses``. The baseline runs at the rate ``tuned_from`` (a results.json)
+    tuned, or, with ``grid`` (learning rates) instead, at the best of ``grid`` on the
+    experiment's tuning problems (every rate's mean final loss under ``tuning_final_loss``)."""
+    if (tuned_from is None) == (grid is None):
+        raise ValueError("Give exactly one of `tuned_from` and `grid` (the baseline's rate).")
     experiment = experiments_main.make_experiment(config)
     if not isinstance(experiment, LearnedOptimizerExperiment):
         raise ValueError(f"`config` must be an l2l experiment's, got {config.experiment!r}.")
@@ -76,12 +75,20 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam", sett
     for variant, (kwargs, steps) in variants.items():
         if settings and variant not in settings:
             continue
-        entry = tuned_from["evaluation"].get(variant, {})
-        rate = entry.get("baselines", {}).get(baseline, {}).get("learning_rate")
-        if rate is None:
-            raise ValueError(f"`tuned_from` has no tuned {baseline!r} rate for {variant!r}.")
         task = experiment.make_task(**kwargs)
         data = experiment.task_data(task)
+        tuning = {}
+        if grid is None:
+            entry = tuned_from["evaluation"].get(variant, {})
+            rate = entry.get("baselines", {}).get(baseline, {}).get("learning_rate")
+            if rate is None:
+                raise ValueError(f"`tuned_from` has no tuned {baseline!r} rate for {variant!r}.")
+            tuning["baseline_in_results"] = entry["final_loss"].get(baseline)
+        else:
+            rate, scores = meta.tune_learning_rate(
+                BASELINES[baseline], grid, task, data, experiment.tune_keys, steps
+            )
+            tuning["tuning_final_loss"] = scores
         ours = np.asarray(meta.optimize(optimizer, task, data, keys, steps))[:, -1]
         theirs = meta.optimize_at(BASELINES[baseline], rate, task, data, keys, steps)
         theirs = np.asarray(theirs)[:, -1]
@@ -93,7 +100,7 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam", sett
             "learning_rate": rate,
             "relative_difference": relative,
             "ci95": [low, high],
-            "baseline_in_results": entry["final_loss"].get(baseline),
+            **tuning,
             "final_losses": {"learned": ours.tolist(), baseline: theirs.tolist()},
         }
     return report
@@ -101,13 +108,16 @@ def compare(config, learned: str, tuned_from: dict, baseline: str = "adam", sett
 
 def main(argv):
     del argv
-    tuned_from = json.loads(pathlib.Path(_TUNED_FROM.value).read_text())
+    tuned_from = (
+        json.loads(pathlib.Path(_TUNED_FROM.value).read_text()) if _TUNED_FROM.value else None
+    )
+    grid = [10.0 ** float(v) for v in _LOG10_GRID.value] if _LOG10_GRID.value else None
     report = compare(
-        flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value, _SETTINGS.value
+        flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value, _SETTINGS.value, grid
     )
     print(json.dumps({"learned": _LEARNED.value, "baseline": _BASELINE.value, **report}, indent=1))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "learned", "tuned_from"])
+    flags.mark_flags_as_required(["config", "learned"])
     app.run(main)

@@ -35,13 +35,19 @@ _FIGURE = flags.DEFINE_string("figure", "", "Also draw the error per run to this
 MODIFIED_HAUSDORFF_ERROR = 38.8  # Lake et al. 2015's baseline on these runs, percent
 
 
-def official_run_errors(model, runs) -> np.ndarray:
-    """Each run's error in percent: every query takes the exemplar with the highest score."""
+def official_trial_errors(model, runs) -> np.ndarray:
+    """Each trial's error ``[runs, trials]`` in percent (0 or 100): every query takes the
+    exemplar with the highest score."""
     errors = []
     for queries, exemplars, answers in zip(runs.test, runs.training, runs.answers, strict=True):
         scores = model.score_matrix(jnp.asarray(queries), jnp.asarray(exemplars))
-        errors.append(100.0 * np.mean(np.asarray(jnp.argmax(scores, -1)) != answers))
+        errors.append(100.0 * (np.asarray(jnp.argmax(scores, -1)) != answers))
     return np.asarray(errors)
+
+
+def official_run_errors(model, runs) -> np.ndarray:
+    """Each run's error in percent."""
+    return official_trial_errors(model, runs).mean(-1)
 
 
 def main(argv):

@@ -152,7 +152,7 @@ class LearnetOmniglot(Experiment):
 
     # -- evaluation --------------------------------------------------------------------------
     @functools.cached_property
-    def _random_sets(self) -> dict:
+    def random_sets(self) -> dict:
         """Per random set: ``(images, support_indices [E, n], query_indices [E, n])``, drawn once
         (step 0 of the set's own seed)."""
         config = self.config
@@ -185,7 +185,7 @@ class LearnetOmniglot(Experiment):
         blocks = [
             ("official_runs", num_runs, lambda i: (runs.training[i], runs.test[i], runs.answers[i]))
         ]
-        for name, (images, support, query) in self._random_sets.items():
+        for name, (images, support, query) in self.random_sets.items():
             labels = np.broadcast_to(np.arange(support.shape[1], dtype=np.int32), query.shape)
             fetch = lambda i, im=images, s=support, q=query, y=labels: (im[s[i]], im[q[i]], y[i])  # noqa: E731
             blocks.append((name, len(support), fetch))

@@ -119,8 +119,14 @@ def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
     assert set(one) == {"dim_20"} and one["dim_20"]["adam"] == report["dim_20"]["adam"]
     with pytest.raises(ValueError, match="`settings` must be among"):
         paired.compare(config, str(tmp_path / "saved"), results, settings=["dim_30"])
+    # Tuned here over a grid instead (one rate: the run's), the same baseline numbers.
+    tuned = paired.compare(config, str(tmp_path / "saved"), None, settings=["dim_20"], grid=[0.1])
+    assert tuned["dim_20"]["adam"] == report["dim_20"]["adam"]
+    assert list(tuned["dim_20"]["tuning_final_loss"]) == [0.1]
+    with pytest.raises(ValueError, match="exactly one of `tuned_from` and `grid`"):
+        paired.compare(config, str(tmp_path / "saved"), results, grid=[0.1])
     assert paired.paired_relative_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0, 0, 0)
-    with pytest.raises(ValueError, match="same P >= 2 problems"):
+    with pytest.raises(ValueError, match="same P >= 2 items"):
         paired.paired_relative_difference([1.0, 2.0], [1.0, 2.0, 3.0])
     config.evaluation.baselines = False  # the learned optimizer alone, the same numbers
     alone = main.train_and_evaluate(config, str(tmp_path / "alone"))["evaluation"]["default"]

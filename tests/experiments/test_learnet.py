@@ -15,6 +15,7 @@ from dfn_jax.models.learnet import learnet_param_count
 from experiments import main
 from experiments.configs import learnet_omniglot
 from experiments.export_pretrained import export
+from experiments.learnet import paired
 from experiments.learnet.evaluate_official import official_run_errors
 from tests.helpers import REPO_ROOT
 
@@ -95,3 +96,14 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     assert len(report["per_run_error"]) == 20 and report["num_params"] == results["num_params"]
     assert report["per_run_error"][:2] == test["per_run_error"]
     assert (tmp_path / "runs.png").is_file()
+    # experiments.learnet.paired: a model against itself reproduces the run's test errors,
+    # differs by nothing and is worse on no trial.
+    report = paired.compare(config, ["tiny", "tiny"], [str(tmp_path)] * 2)
+    assert report["official_runs"]["count"] == 40 and report["num_params"][0] == meta["num_params"]
+    for name in ("official_runs", "within20", "across20", "within5", "across5"):
+        entry = report[name]
+        np.testing.assert_allclose(entry["error"], [test[f"{name}_error"]] * 2, rtol=1e-5)
+        assert entry["difference"] == 0 and entry["ci95"] == [0, 0]
+        assert entry["worse_only"] == [0, 0]
+    with pytest.raises(ValueError, match="`models` must name two models"):
+        paired.compare(config, ["tiny"], [str(tmp_path)])

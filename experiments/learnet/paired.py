@@ -1,0 +1,113 @@
+"""Two learnet-family models on the same one-shot tests, trial by trial and episode by episode::
+
+    python -m experiments.learnet.paired --models=learnet_omniglot,learnet_omniglot_siamese \
+        --config=experiments/configs/learnet_omniglot.py \
+        --config.data.omniglot_dir=../shared/data/omniglot
+
+Both models answer the same trials: Lake et al.'s 20 official runs (400 trials) and the
+experiment's random test episodes (``--config``'s seed and ``num_test_episodes``; the sets of
+its evaluation). Prints JSON per set: each model's error in percent, the difference (first minus
+second, in points) with a 95% bootstrap interval that resamples trials (official runs) or
+episodes (random sets) in pairs, and how many of them each model alone got wrong or did worse
+on. ``--directories`` points at exported models (``experiments.export_pretrained``), one folder
+per model, empty for the package's.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from dfn_jax import pretrained
+from dfn_jax.models import count_params
+from experiments import main as experiments_main
+from experiments.learnet.evaluate_official import official_trial_errors
+from experiments.learnet.omniglot import LearnetOmniglot, episode_scores
+from experiments.paired_bootstrap import paired_bootstrap
+
+# ``--config`` (learnet_omniglot.py[:variant]: the data and test sets) is experiments.main's.
+_MODELS = flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
+_DIRECTORIES = flags.DEFINE_list(
+    "directories", None, "Per model, the folder of its .json/.msgpack (empty: the package's)."
+)
+
+BATCH_EPISODES = 50
+
+
+@nnx.jit
+def _episode_errors(model, query, support):
+    """Each episode's error in percent (query ``q`` of an episode belongs to exemplar ``q``)."""
+    scores = episode_scores(model, query, support)  # [E, Q, N]
+    wrong = jnp.argmax(scores, -1) != jnp.arange(scores.shape[1])[None]
+    return 100.0 * jnp.mean(wrong, -1)
+
+
+def test_errors(experiment: LearnetOmniglot, model) -> dict[str, np.ndarray]:
+    """Per test set: ``official_runs`` each trial's error (0 or 100, run by run, the config's
+    ``num_official_runs``), and each
+    random set's episode errors, in the order the experiment draws them."""
+    trials = official_trial_errors(model, experiment.official_runs)
+    errors = {"official_runs": trials[: experiment.config.num_official_runs].reshape(-1)}
+    for name, (images, support, query) in experiment.random_sets.items():
+        if name == "val":
+            continue
+        parts = []
+        for start in range(0, len(support), BATCH_EPISODES):
+            rows = slice(start, start + BATCH_EPISODES)
+            parts.append(
+                np.asarray(_episode_errors(model, images[query[rows]], images[support[rows]]))
+            )
+        errors[name] = np.concatenate(parts)
+    return errors
+
+
+def compare(config, names, directories=None) -> dict:
+    """Two pretrained models ``names`` (from ``directories``, default the package's) on the
+    test sets of the learnet experiment ``config``."""
+    if len(names) != 2:
+        raise ValueError(f"`models` must name two models, got {list(names)}.")
+    directories = [pathlib.Path(d) if d else pretrained.HERE for d in (directories or ["", ""])]
+    if len(directories) != 2:
+        raise ValueError(f"`directories` must give one folder per model, got {directories}.")
+    experiment = experiments_main.make_experiment(config)
+    if not isinstance(experiment, LearnetOmniglot):
+        raise ValueError(f"`config` must be a learnet experiment's, got {config.experiment!r}.")
+    errors, sizes = [], []
+    for name, directory in zip(names, directories, strict=True):
+        size = pretrained.info(name, directory)["config"]["image_size"]
+        if size != config.data.image_size:
+            raise ValueError(
+                f"Model {name!r} reads {size}x{size} images; `config.data.image_size` is "
+                f"{config.data.image_size}."
+            )
+        model = pretrained.load(name, directory)
+        sizes.append(count_params(model))
+        errors.append(test_errors(experiment, model))
+    report = {"models": list(names), "num_params": sizes}
+    for test, first in errors[0].items():
+        second = errors[1][test]
+        difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
+        report[test] = {
+            "count": int(first.size),
+            "error": [float(first.mean()), float(second.mean())],
+            "difference": difference,
+            "ci95": [low, high],
+            # Trials (or episodes) on which only the first / only the second did worse.
+            "worse_only": [int(np.sum(first > second)), int(np.sum(second > first))],
+        }
+    return report
+
+
+def main(argv):
+    del argv
+    print(json.dumps(compare(flags.FLAGS.config, _MODELS.value, _DIRECTORIES.value), indent=1))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "models"])
+    app.run(main)
