@@ -6,12 +6,14 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
 * ``learnet`` (default; the paper's best): a single-stream learnet reads the exemplar and predicts
   the per-channel filters of the pupil's last (factorised) convolution, which then processes the
   query (28.75% error on the official runs after the default 4,000 steps, 7 minutes of training
-  on 2 CPU cores; 21.5% with ``--config.num_train_steps=16000``, 19.75% with ``32000``, the
-  shipped model);
+  on 2 CPU cores; 19.75% with ``--config.num_train_steps=32000``). Reading the pupil's features
+  instead of the image (``--config.model.learnet_input=pupil --config.model.learnet_features=48``,
+  the same parameter count) with ``--config.num_train_steps=16000`` gives 12.0%: the shipped
+  ``pretrained.load("learnet_omniglot")``;
 * ``siamese``: one embedding for both images and a learned weighted-L1 score;
 * ``siamese_unshared``: the same with separate exemplar and query embeddings;
 * ``siamese_learnet``: the learnet predicts the embedding applied to both images (15.25% on the
-  official runs, the best learnet; 13.5% for the same-size ``siamese``);
+  official runs after 4,000 steps; 13.5% for the same-size ``siamese``);
 * ``learnet_unfactorised``: ``learnet`` predicting whole kernels (the ablation: 25x the
   parameters, the same 28.75%).
 
