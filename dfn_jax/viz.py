@@ -250,3 +250,27 @@ def plot_run_errors(
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_paired(
+    pairs: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: pathlib.Path,
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    quantity: str = "final loss",
+) -> pathlib.Path:
+    """One panel per entry of ``pairs`` (``{title: (a, b)}``, item ``i`` the same in both): each
+    item's ``b`` (x) against its ``a`` (y), with the diagonal; points below it are items where
+    ``a`` is lower. Each panel's title gives how many items are below the diagonal."""
+    fig, axes = _subplots(1, len(pairs), (3.2 * len(pairs), 3.3))
+    for ax, (title, (a, b)) in zip(axes[0], pairs.items(), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        low, high = min(a.min(), b.min()), max(a.max(), b.max())
+        ax.plot([low, high], [low, high], color="black", lw=1)
+        ax.scatter(b, a, s=6, alpha=0.5, color="tab:blue", linewidths=0)
+        ax.set_title(f"{title}: {labels[0]} lower on {np.sum(a < b)}/{a.size}", fontsize=8)
+        ax.set_xlabel(f"{labels[1]} {quantity}", fontsize=8)
+        ax.set_ylabel(f"{labels[0]} {quantity}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_aspect("equal")
+    return _save(fig, path)

@@ -15,7 +15,8 @@ the interval says how much of the difference the draw of test problems could exp
 under both, so reports over disjoint problem sets can be pooled. ``--settings=two_layers`` runs
 one test setting; ``--config.evaluation.num_test_problems=500`` draws more test problems;
 ``--log10_grid=-2,-1.75,-1.5,-1.25,-1`` (instead of ``--tuned_from``) tunes the baseline here, on
-the experiment's tuning problems, over a grid of your choice.
+the experiment's tuning problems, over a grid of your choice; ``--figure=F.png`` draws each
+problem's final loss under both (one panel per setting).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
+from dfn_jax import viz
 from dfn_jax.optim import load_learned_optimizer
 from dfn_jax.training import meta
 from experiments import main as experiments_main
@@ -36,6 +38,9 @@ from experiments.paired_bootstrap import paired_bootstrap
 _LEARNED = flags.DEFINE_string("learned", None, "A shipped learned optimizer or a saved path.")
 _TUNED_FROM = flags.DEFINE_string(
     "tuned_from", None, "results.json of an l2l run that tuned the baseline (its rates)."
+)
+_FIGURE = flags.DEFINE_string(
+    "figure", "", "Also draw each problem's final loss, learned against baseline, to this PNG."
 )
 _LOG10_GRID = flags.DEFINE_list(
     "log10_grid", None, "Instead of --tuned_from: tune the baseline here over 10**these rates."
@@ -115,6 +120,13 @@ def main(argv):
     report = compare(
         flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value, _SETTINGS.value, grid
     )
+    if _FIGURE.value:
+        pairs = {
+            f"{name} ({entry['steps']} steps)": tuple(entry["final_losses"].values())
+            for name, entry in report.items()
+        }
+        labels = ("learned", _BASELINE.value)
+        viz.plot_paired(pairs, pathlib.Path(_FIGURE.value), labels=labels)
     print(json.dumps({"learned": _LEARNED.value, "baseline": _BASELINE.value, **report}, indent=1))
 
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from dfn_jax import optim
+from dfn_jax import optim, viz
 from experiments import main
 from experiments.configs import l2l_mnist, l2l_quadratic
 
@@ -115,6 +115,8 @@ def test_a_saved_optimizer_is_evaluated_without_meta_training(tmp_path):
         finals = entry["final_losses"]
         assert len(finals["learned"]) == len(finals["adam"]) == 2
         np.testing.assert_allclose(np.mean(finals["learned"]), entry["learned"], rtol=1e-6)
+    pairs = {name: tuple(entry["final_losses"].values()) for name, entry in report.items()}
+    assert viz.plot_paired(pairs, tmp_path / "paired.png").stat().st_size > 0
     one = paired.compare(config, str(tmp_path / "saved"), results, settings=["dim_20"])
     assert set(one) == {"dim_20"} and one["dim_20"]["adam"] == report["dim_20"]["adam"]
     with pytest.raises(ValueError, match="`settings` must be among"):
