@@ -231,22 +231,35 @@ def plot_one_shot_run(
 
 
 def plot_run_errors(
-    errors: Sequence[float], path: pathlib.Path, *, reference: dict[str, float] | None = None
+    errors: Sequence[float] | dict[str, Sequence[float]],
+    path: pathlib.Path,
+    *,
+    reference: dict[str, float] | None = None,
 ) -> pathlib.Path:
     """Error (percent) per one-shot run as bars, with the mean and optional reference lines
-    (``{label: error}``, e.g. a published baseline)."""
-    errors = np.asarray(errors, np.float64)
+    (``{label: error}``, e.g. a published baseline); ``errors`` as ``{model: errors}`` draws
+    the models' bars side by side, each with its mean."""
+    models = errors if isinstance(errors, dict) else {"": errors}
     fig, axes = _subplots(1, 1, (6.0, 3.0))
     ax = axes[0, 0]
-    ax.bar(np.arange(1, len(errors) + 1), errors, color="tab:blue")
-    ax.axhline(errors.mean(), color="black", lw=1, label=f"mean {errors.mean():.1f}%")
+    width = 0.8 / len(models)
+    colors = ("tab:blue", "tab:green", "tab:purple", "tab:brown")
+    for index, (name, values) in enumerate(models.items()):
+        values = np.asarray(values, np.float64)
+        runs = np.arange(1, len(values) + 1)
+        color = colors[index % len(colors)] if name else "tab:blue"
+        ax.bar(runs + (index - (len(models) - 1) / 2) * width, values, width, color=color,
+               label=name or None)  # fmt: skip
+        mean_color = color if name else "black"
+        label = f"{name} mean {values.mean():.1f}%".strip()
+        ax.axhline(values.mean(), color=mean_color, lw=1, label=label)
     for (label, value), color in zip(
         (reference or {}).items(), ("tab:red", "tab:orange"), strict=False
     ):
         ax.axhline(value, color=color, lw=1, ls="--", label=f"{label} {value:.1f}%")
     ax.set_xlabel("run")
     ax.set_ylabel("error (%)")
-    ax.set_xticks(np.arange(1, len(errors) + 1))
+    ax.set_xticks(runs)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
 from dfn_jax import pretrained, viz
 from dfn_jax.data.omniglot import load_official_runs
 from dfn_jax.models import count_params
+from experiments.learnet.omniglot import MODIFIED_HAUSDORFF_ERROR, official_run_errors
 
 _MODEL = flags.DEFINE_string("model", "learnet_omniglot", "A model of dfn_jax.pretrained.")
 _DIRECTORY = flags.DEFINE_string(
@@ -31,23 +30,6 @@ _OMNIGLOT_DIR = flags.DEFINE_string(
 )
 _DOWNLOAD = flags.DEFINE_bool("download", True, "Download all_runs.zip when it is not found.")
 _FIGURE = flags.DEFINE_string("figure", "", "Also draw the error per run to this PNG.")
-
-MODIFIED_HAUSDORFF_ERROR = 38.8  # Lake et al. 2015's baseline on these runs, percent
-
-
-def official_trial_errors(model, runs) -> np.ndarray:
-    """Each trial's error ``[runs, trials]`` in percent (0 or 100): every query takes the
-    exemplar with the highest score."""
-    errors = []
-    for queries, exemplars, answers in zip(runs.test, runs.training, runs.answers, strict=True):
-        scores = model.score_matrix(jnp.asarray(queries), jnp.asarray(exemplars))
-        errors.append(100.0 * (np.asarray(jnp.argmax(scores, -1)) != answers))
-    return np.asarray(errors)
-
-
-def official_run_errors(model, runs) -> np.ndarray:
-    """Each run's error in percent."""
-    return official_trial_errors(model, runs).mean(-1)
 
 
 def main(argv):

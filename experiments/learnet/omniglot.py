@@ -45,6 +45,24 @@ RANDOM_SETS = {  # name: (ways, classes within one alphabet)
 LOSSES = ("episodic", "pairwise")
 
 
+MODIFIED_HAUSDORFF_ERROR = 38.8  # Lake et al. 2015's baseline on these runs, percent
+
+
+def official_trial_errors(model, runs) -> np.ndarray:
+    """Each trial's error ``[runs, trials]`` in percent (0 or 100): every query takes the
+    exemplar with the highest score."""
+    errors = []
+    for queries, exemplars, answers in zip(runs.test, runs.training, runs.answers, strict=True):
+        scores = model.score_matrix(jnp.asarray(queries), jnp.asarray(exemplars))
+        errors.append(100.0 * (np.asarray(jnp.argmax(scores, -1)) != answers))
+    return np.asarray(errors)
+
+
+def official_run_errors(model, runs) -> np.ndarray:
+    """Each run's error in percent."""
+    return official_trial_errors(model, runs).mean(-1)
+
+
 def episode_scores(model, query: jax.Array, support: jax.Array) -> jax.Array:
     """Scores ``[E, Q, N]`` of every query ``[E, Q, S, S]`` against every exemplar ``[E, N, S,
     S]`` of its episode."""

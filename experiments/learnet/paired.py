@@ -9,8 +9,9 @@ experiment's random test episodes (``--config``'s seed and ``num_test_episodes``
 its evaluation). Prints JSON per set: each model's error in percent, the difference (first minus
 second, in points) with a 95% bootstrap interval that resamples trials (official runs) or
 episodes (random sets) in pairs, and how many of them each model alone got wrong or did worse
-on. ``--directories`` points at exported models (``experiments.export_pretrained``), one folder
-per model, empty for the package's.
+on; ``per_run_error``: each model's error per official run (``--figure=F.png`` draws them side
+by side). ``--directories`` points at exported models (``experiments.export_pretrained``), one
+folder per model, empty for the package's.
 """
 
 from __future__ import annotations
@@ -23,18 +24,16 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from dfn_jax import pretrained
+from dfn_jax import pretrained, viz
 from dfn_jax.models import count_params
 from experiments import main as experiments_main
-from experiments.learnet.evaluate_official import official_trial_errors
-from experiments.learnet.omniglot import LearnetOmniglot, episode_scores
-from experiments.paired_bootstrap import paired_bootstrap
-
-# ``--config`` (learnet_omniglot.py[:variant]: the data and test sets) is experiments.main's.
-_MODELS = flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
-_DIRECTORIES = flags.DEFINE_list(
-    "directories", None, "Per model, the folder of its .json/.msgpack (empty: the package's)."
+from experiments.learnet.omniglot import (
+    MODIFIED_HAUSDORFF_ERROR,
+    LearnetOmniglot,
+    episode_scores,
+    official_trial_errors,
 )
+from experiments.paired_bootstrap import paired_bootstrap
 
 BATCH_EPISODES = 50
 
@@ -89,6 +88,8 @@ def compare(config, names, directories=None) -> dict:
         sizes.append(count_params(model))
         errors.append(test_errors(experiment, model))
     report = {"models": list(names), "num_params": sizes}
+    per_run = [e["official_runs"].reshape(-1, 20).mean(-1).tolist() for e in errors]
+    report["per_run_error"] = per_run
     for test, first in errors[0].items():
         second = errors[1][test]
         difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
@@ -103,11 +104,29 @@ def compare(config, names, directories=None) -> dict:
     return report
 
 
+def define_flags() -> None:
+    """The command line's own flags, defined only when run (``--figure`` is also
+    evaluate_official's); ``--config`` (learnet_omniglot.py[:variant]: the data and the test
+    sets) is experiments.main's."""
+    flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
+    flags.DEFINE_list(
+        "directories", None, "Per model, the folder of its .json/.msgpack (empty: the package's)."
+    )
+    flags.DEFINE_string("figure", "", "Also draw both models' errors per official run to a PNG.")
+
+
 def main(argv):
     del argv
-    print(json.dumps(compare(flags.FLAGS.config, _MODELS.value, _DIRECTORIES.value), indent=1))
+    args = flags.FLAGS
+    report = compare(args.config, args.models, args.directories)
+    if args.figure:
+        errors = dict(zip(report["models"], report["per_run_error"], strict=True))
+        reference = {"Modified Hausdorff": MODIFIED_HAUSDORFF_ERROR}
+        viz.plot_run_errors(errors, pathlib.Path(args.figure), reference=reference)
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["config", "models"])
     app.run(main)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dfn_jax import pretrained
+from dfn_jax import pretrained, viz
 from dfn_jax.data.omniglot import load_official_runs
 from dfn_jax.models import count_params
 from dfn_jax.models.learnet import learnet_param_count
@@ -100,6 +100,9 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     # differs by nothing and is worse on no trial.
     report = paired.compare(config, ["tiny", "tiny"], [str(tmp_path)] * 2)
     assert report["official_runs"]["count"] == 40 and report["num_params"][0] == meta["num_params"]
+    assert report["per_run_error"] == [test["per_run_error"]] * 2
+    errors = dict(zip(["a", "b"], report["per_run_error"], strict=True))
+    assert viz.plot_run_errors(errors, tmp_path / "both.png").stat().st_size > 0
     for name in ("official_runs", "within20", "across20", "within5", "across5"):
         entry = report[name]
         np.testing.assert_allclose(entry["error"], [test[f"{name}_error"]] * 2, rtol=1e-5)
@@ -107,3 +110,8 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
         assert entry["worse_only"] == [0, 0]
     with pytest.raises(ValueError, match="`models` must name two models"):
         paired.compare(config, ["tiny"], [str(tmp_path)])
+    # Its command line defines its flags next to experiments.main's without a clash (absl's
+    # --help exits with status 1 after printing them).
+    command = [sys.executable, "-m", "experiments.learnet.paired", "--help"]
+    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "--models" in out.stdout and "--figure" in out.stdout, out.stderr[-2000:]
