@@ -27,15 +27,6 @@ from absl import app, flags
 from dfn_jax import viz
 from experiments.configs.hyper_mnist import STEPS_PER_EPOCH
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one run directory per point.")
-_MNIST_DIR = flags.DEFINE_string("mnist_dir", "", "MNIST IDX directory (data.mnist_dir).")
-_Z_DIMS = flags.DEFINE_list("z_dims", ["1", "2", "4", "8", "16"], "Embedding sizes N_z.")
-_CONVENTIONAL = flags.DEFINE_bool("conventional", True, "Also run the conventional network.")
-_EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs of every run.")
-_FIGURE = flags.DEFINE_string("figure", None, "PNG to write: test error against parameters.")
-_SUMMARY = flags.DEFINE_string("summary", None, "JSON file to write the per-run summary to.")
-_FIGURE_ONLY = flags.DEFINE_bool("figure_only", False, "Only summarise finished runs.")
-
 CONFIG = "experiments/configs/hyper_mnist.py"
 
 
@@ -104,15 +95,28 @@ def plot(summary: dict, path: pathlib.Path) -> pathlib.Path:
     )
 
 
+def define_flags() -> None:
+    """The command line's flags, defined only when run (so that importing this module next to
+    another command's defines nothing)."""
+    flags.DEFINE_string("workdir", None, "Directory holding one run directory per point.")
+    flags.DEFINE_string("mnist_dir", "", "MNIST IDX directory (data.mnist_dir).")
+    flags.DEFINE_list("z_dims", ["1", "2", "4", "8", "16"], "Embedding sizes N_z.")
+    flags.DEFINE_bool("conventional", True, "Also run the conventional network.")
+    flags.DEFINE_integer("epochs", 20, "Training epochs of every run.")
+    flags.DEFINE_string("figure", None, "PNG to write: test error against parameters.")
+    flags.DEFINE_string("summary", None, "JSON file to write the per-run summary to.")
+    flags.DEFINE_bool("figure_only", False, "Only summarise finished runs.")
+
+
 def main(argv):
     del argv
-    root = pathlib.Path(_WORKDIR.value)
-    runs = sweep_runs(_Z_DIMS.value, _CONVENTIONAL.value)
-    if not _FIGURE_ONLY.value:
+    root = pathlib.Path(flags.FLAGS.workdir)
+    runs = sweep_runs(flags.FLAGS.z_dims, flags.FLAGS.conventional)
+    if not flags.FLAGS.figure_only:
         for name, args in runs.items():
             if (root / name / "results.json").exists():
                 continue
-            command = run_command(args, root / name, _EPOCHS.value, _MNIST_DIR.value)
+            command = run_command(args, root / name, flags.FLAGS.epochs, flags.FLAGS.mnist_dir)
             print(" ".join(command), flush=True)
             subprocess.run(command, check=True)
     finished = {
@@ -120,14 +124,15 @@ def main(argv):
     }
     if not finished:
         raise app.UsageError(f"No finished runs under {root}.")
-    if _FIGURE.value:
-        plot(finished, pathlib.Path(_FIGURE.value))
+    if flags.FLAGS.figure:
+        plot(finished, pathlib.Path(flags.FLAGS.figure))
     text = json.dumps(finished, indent=2)
-    if _SUMMARY.value:
-        pathlib.Path(_SUMMARY.value).write_text(text + "\n")
+    if flags.FLAGS.summary:
+        pathlib.Path(flags.FLAGS.summary).write_text(text + "\n")
     print(text)
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["workdir"])
     app.run(main)

@@ -34,22 +34,6 @@ from experiments import main as experiments_main
 from experiments.l2l.learned_optimizer import BASELINES, LearnedOptimizerExperiment
 from experiments.paired_bootstrap import paired_bootstrap
 
-# ``--config`` (an l2l config file[:variant]) is the flag experiments.main defines.
-_LEARNED = flags.DEFINE_string("learned", None, "A shipped learned optimizer or a saved path.")
-_TUNED_FROM = flags.DEFINE_string(
-    "tuned_from", None, "results.json of an l2l run that tuned the baseline (its rates)."
-)
-_FIGURE = flags.DEFINE_string(
-    "figure", "", "Also draw each problem's final loss, learned against baseline, to this PNG."
-)
-_LOG10_GRID = flags.DEFINE_list(
-    "log10_grid", None, "Instead of --tuned_from: tune the baseline here over 10**these rates."
-)
-_BASELINE = flags.DEFINE_enum("baseline", "adam", sorted(BASELINES), "The baseline.")
-_SETTINGS = flags.DEFINE_list(
-    "settings", None, "Test settings to run (e.g. two_layers); all the experiment's if unset."
-)
-
 
 def paired_relative_difference(learned, baseline, **kwargs) -> tuple[float, float, float]:
     """``mean(learned) / mean(baseline) - 1`` over problems (``[P]`` final losses each, problem
@@ -111,25 +95,42 @@ def compare(
     return report
 
 
+def define_flags() -> None:
+    """The command line's own flags, defined only when run (so that importing this module
+    next to another command's, e.g. one with a ``--figure`` too, defines nothing); ``--config``
+    (an l2l config file[:variant]) is experiments.main's."""
+    flags.DEFINE_string("learned", None, "A shipped learned optimizer or a saved path.")
+    flags.DEFINE_string(
+        "tuned_from", None, "results.json of an l2l run that tuned the baseline (its rates)."
+    )
+    flags.DEFINE_list(
+        "log10_grid", None, "Instead of --tuned_from: tune the baseline here over 10**these rates."
+    )
+    flags.DEFINE_enum("baseline", "adam", sorted(BASELINES), "The baseline.")
+    flags.DEFINE_list(
+        "settings", None, "Test settings to run (e.g. two_layers); all the experiment's if unset."
+    )
+    flags.DEFINE_string(
+        "figure", "", "Also draw each problem's final loss, learned against baseline, to a PNG."
+    )
+
+
 def main(argv):
     del argv
-    tuned_from = (
-        json.loads(pathlib.Path(_TUNED_FROM.value).read_text()) if _TUNED_FROM.value else None
-    )
-    grid = [10.0 ** float(v) for v in _LOG10_GRID.value] if _LOG10_GRID.value else None
-    report = compare(
-        flags.FLAGS.config, _LEARNED.value, tuned_from, _BASELINE.value, _SETTINGS.value, grid
-    )
-    if _FIGURE.value:
+    args = flags.FLAGS
+    tuned_from = json.loads(pathlib.Path(args.tuned_from).read_text()) if args.tuned_from else None
+    grid = [10.0 ** float(v) for v in args.log10_grid] if args.log10_grid else None
+    report = compare(args.config, args.learned, tuned_from, args.baseline, args.settings, grid)
+    if args.figure:
         pairs = {
             f"{name} ({entry['steps']} steps)": tuple(entry["final_losses"].values())
             for name, entry in report.items()
         }
-        labels = ("learned", _BASELINE.value)
-        viz.plot_paired(pairs, pathlib.Path(_FIGURE.value), labels=labels)
-    print(json.dumps({"learned": _LEARNED.value, "baseline": _BASELINE.value, **report}, indent=1))
+        viz.plot_paired(pairs, pathlib.Path(args.figure), labels=("learned", args.baseline))
+    print(json.dumps({"learned": args.learned, "baseline": args.baseline, **report}, indent=1))
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["config", "learned"])
     app.run(main)

@@ -21,37 +21,44 @@ from dfn_jax.data.omniglot import load_official_runs
 from dfn_jax.models import count_params
 from experiments.learnet.omniglot import MODIFIED_HAUSDORFF_ERROR, official_run_errors
 
-_MODEL = flags.DEFINE_string("model", "learnet_omniglot", "A model of dfn_jax.pretrained.")
-_DIRECTORY = flags.DEFINE_string(
-    "directory", "", "Where the model's .json/.msgpack are (default: the package's)."
-)
-_OMNIGLOT_DIR = flags.DEFINE_string(
-    "omniglot_dir", "", "Folder with all_runs.zip (default: DFN_OMNIGLOT_DIR, then the cache)."
-)
-_DOWNLOAD = flags.DEFINE_bool("download", True, "Download all_runs.zip when it is not found.")
-_FIGURE = flags.DEFINE_string("figure", "", "Also draw the error per run to this PNG.")
+
+def define_flags() -> None:
+    """The command line's flags, defined only when run (so that importing this module next to
+    another command's defines nothing)."""
+    flags.DEFINE_string("model", "learnet_omniglot", "A model of dfn_jax.pretrained.")
+    flags.DEFINE_string(
+        "directory", "", "Where the model's .json/.msgpack are (default: the package's)."
+    )
+    flags.DEFINE_string(
+        "omniglot_dir", "", "Folder with all_runs.zip (default: DFN_OMNIGLOT_DIR, then the cache)."
+    )
+    flags.DEFINE_bool("download", True, "Download all_runs.zip when it is not found.")
+    flags.DEFINE_string("figure", "", "Also draw the error per run to this PNG.")
 
 
 def main(argv):
     del argv
-    directory = pathlib.Path(_DIRECTORY.value) if _DIRECTORY.value else pretrained.HERE
-    model = pretrained.load(_MODEL.value, directory)
-    image_size = pretrained.info(_MODEL.value, directory)["config"]["image_size"]
+    directory = pathlib.Path(flags.FLAGS.directory) if flags.FLAGS.directory else pretrained.HERE
+    model = pretrained.load(flags.FLAGS.model, directory)
+    image_size = pretrained.info(flags.FLAGS.model, directory)["config"]["image_size"]
     runs = load_official_runs(
-        omniglot_dir=_OMNIGLOT_DIR.value or None, image_size=image_size, download=_DOWNLOAD.value
+        omniglot_dir=flags.FLAGS.omniglot_dir or None,
+        image_size=image_size,
+        download=flags.FLAGS.download,
     )
     errors = official_run_errors(model, runs)
     report = {
-        "model": _MODEL.value,
+        "model": flags.FLAGS.model,
         "num_params": count_params(model),
         "official_runs_error": float(errors.mean()),
         "per_run_error": errors.tolist(),
     }
-    if _FIGURE.value:
+    if flags.FLAGS.figure:
         reference = {"Modified Hausdorff": MODIFIED_HAUSDORFF_ERROR}
-        viz.plot_run_errors(errors, pathlib.Path(_FIGURE.value), reference=reference)
+        viz.plot_run_errors(errors, pathlib.Path(flags.FLAGS.figure), reference=reference)
     print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -110,8 +110,3 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
         assert entry["worse_only"] == [0, 0]
     with pytest.raises(ValueError, match="`models` must name two models"):
         paired.compare(config, ["tiny"], [str(tmp_path)])
-    # Its command line defines its flags next to experiments.main's without a clash (absl's
-    # --help exits with status 1 after printing them).
-    command = [sys.executable, "-m", "experiments.learnet.paired", "--help"]
-    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert "--models" in out.stdout and "--figure" in out.stdout, out.stderr[-2000:]
