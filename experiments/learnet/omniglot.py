@@ -71,6 +71,13 @@ def episode_scores(model, query: jax.Array, support: jax.Array) -> jax.Array:
     )
 
 
+def episode_errors(model, query: jax.Array, support: jax.Array, labels: jax.Array) -> jax.Array:
+    """Each episode's error ``[E]`` in percent: every query takes the exemplar with the highest
+    score; ``labels [E, Q]`` are the right exemplars."""
+    scores = episode_scores(model, query, support)  # [E, Q, N]
+    return 100.0 * jnp.mean((jnp.argmax(scores, -1) != labels).astype(jnp.float32), -1)
+
+
 class LearnetOmniglot(Experiment):
     config_keys = frozenset(
         {
@@ -230,9 +237,7 @@ class LearnetOmniglot(Experiment):
                 yield batch
 
     def eval_sums(self, model, batch):
-        scores = episode_scores(model, batch["query"], batch["support"])  # [E, Q, N]
-        wrong = (jnp.argmax(scores, -1) != batch["labels"]).astype(jnp.float32)
-        error = 100.0 * jnp.mean(wrong, -1)  # per episode
+        error = episode_errors(model, batch["query"], batch["support"], batch["labels"])
         sums = {}
         for index, name in enumerate(self.set_names):
             weight = batch["set_weight"][:, index]

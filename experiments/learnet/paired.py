@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from flax import nnx
@@ -30,7 +29,7 @@ from experiments import main as experiments_main
 from experiments.learnet.omniglot import (
     MODIFIED_HAUSDORFF_ERROR,
     LearnetOmniglot,
-    episode_scores,
+    episode_errors,
     official_trial_errors,
 )
 from experiments.paired_bootstrap import paired_bootstrap
@@ -38,29 +37,24 @@ from experiments.paired_bootstrap import paired_bootstrap
 BATCH_EPISODES = 50
 
 
-@nnx.jit
-def _episode_errors(model, query, support):
-    """Each episode's error in percent (query ``q`` of an episode belongs to exemplar ``q``)."""
-    scores = episode_scores(model, query, support)  # [E, Q, N]
-    wrong = jnp.argmax(scores, -1) != jnp.arange(scores.shape[1])[None]
-    return 100.0 * jnp.mean(wrong, -1)
+_episode_errors = nnx.jit(episode_errors)
 
 
 def test_errors(experiment: LearnetOmniglot, model) -> dict[str, np.ndarray]:
-    """Per test set: ``official_runs`` each trial's error (0 or 100, run by run, the config's
-    ``num_official_runs``), and each
-    random set's episode errors, in the order the experiment draws them."""
+    """Per test set: ``official_runs`` each trial's error ``[runs, trials]`` (0 or 100, the
+    config's ``num_official_runs``), and each random set's episode errors, in the order the
+    experiment draws them."""
     trials = official_trial_errors(model, experiment.official_runs)
-    errors = {"official_runs": trials[: experiment.config.num_official_runs].reshape(-1)}
+    errors = {"official_runs": trials[: experiment.config.num_official_runs]}
     for name, (images, support, query) in experiment.random_sets.items():
         if name == "val":
             continue
         parts = []
         for start in range(0, len(support), BATCH_EPISODES):
             rows = slice(start, start + BATCH_EPISODES)
-            parts.append(
-                np.asarray(_episode_errors(model, images[query[rows]], images[support[rows]]))
-            )
+            labels = np.broadcast_to(np.arange(support.shape[1]), query[rows].shape)
+            errors_of = _episode_errors(model, images[query[rows]], images[support[rows]], labels)
+            parts.append(np.asarray(errors_of))
         errors[name] = np.concatenate(parts)
     return errors
 
@@ -88,10 +82,9 @@ def compare(config, names, directories=None) -> dict:
         sizes.append(count_params(model))
         errors.append(test_errors(experiment, model))
     report = {"models": list(names), "num_params": sizes}
-    per_run = [e["official_runs"].reshape(-1, 20).mean(-1).tolist() for e in errors]
-    report["per_run_error"] = per_run
+    report["per_run_error"] = [e["official_runs"].mean(-1).tolist() for e in errors]
     for test, first in errors[0].items():
-        second = errors[1][test]
+        first, second = first.reshape(-1), errors[1][test].reshape(-1)
         difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
         report[test] = {
             "count": int(first.size),
