@@ -91,6 +91,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The single-stream learnet's score: "linear" (a head on ReLU of the pupil's embedding) or
     # "l1" (the weighted L1 distance to a centre the learnet predicts).
     config.model.score = "linear"
+    # Reading the pupil: add the exemplar's own features to the predicted filters, so that the
+    # layer cross-correlates query and exemplar (dfn_jax.models.learnet.LearnetConfig).
+    config.model.exemplar_template = False
     # The last convolution's filters: learns fastest (docs/RESULTS.md, "Which layer to predict").
     config.model.predicted_layers = (3,)
     config.model.rank = placeholder(int)

@@ -66,6 +66,12 @@ CONFIGS = {
         "learnet",
         dataclasses.replace(SMALL, predicted_layers=(3,), learnet_input="pupil", score="l1"),
     ),
+    "learnet_exemplar_template": (
+        "learnet",
+        dataclasses.replace(
+            SMALL, predicted_layers=(3,), learnet_input="pupil", exemplar_template=True
+        ),
+    ),
     "siamese_learnet_reading_the_pupil": (
         "siamese_learnet",
         dataclasses.replace(SMALL, predicted_layers=(2,), learnet_input="pupil"),
@@ -250,6 +256,12 @@ def test_errors_name_the_argument_and_the_expected_shape():
         LearnetConfig(learnet_input="exemplar")
     with pytest.raises(ValueError, match=r'`learnet_input="pupil"` .* predicts the first'):
         LearnetConfig(learnet_input="pupil", predicted_layers=(0, 3))
+    with pytest.raises(ValueError, match=r'`exemplar_template=True` .* `learnet_input="pupil"`'):
+        LearnetConfig(exemplar_template=True, predicted_layers=(3,))
+    with pytest.raises(ValueError, match=r"features at the first predicted layer \(3x3"):
+        LearnetConfig(
+            learnet_input="pupil", exemplar_template=True, kernel_size=5, predicted_layers=(3,)
+        )
 
 
 def test_a_learnet_reading_the_pupil_predicts_from_the_exemplars_pupil_features():
@@ -290,3 +302,34 @@ def test_the_l1_score_is_the_weighted_distance_to_a_predicted_centre():
     linear = learnet_param_count("learnet", dataclasses.replace(config, score="linear"))
     extra = (config.learnet_features + 1) * 16  # the centre's head
     assert learnet_param_count("learnet", config) == linear + extra  # WeightedL1 = Linear(D, 1)
+
+
+def test_the_exemplar_template_makes_the_layer_cross_correlate_query_and_exemplar():
+    """``exemplar_template=True``: the predicted filters are the learnet's plus the exemplar's
+    own (projected, centre-cropped, scaled) features, so with the heads at zero the centre output
+    of the predicted layer is, per channel, the inner product of the query's and the exemplar's
+    projected features (a loop reference in NumPy)."""
+    config = dataclasses.replace(
+        SMALL, predicted_layers=(3,), learnet_input="pupil", exemplar_template=True
+    )
+    model = learnet_model("learnet", config, rngs=nnx.Rngs(3))
+    plain = dataclasses.replace(config, exemplar_template=False)
+    rank = model.pupil.convs[3].rank
+    assert learnet_param_count("learnet", config) == learnet_param_count("learnet", plain) + rank
+    for head in model.learnet.heads:
+        head.kernel[...] = jnp.zeros_like(head.kernel[...])
+        head.bias[...] = jnp.zeros_like(head.bias[...])
+    model.template_scale[...] = jnp.asarray(np.linspace(0.5, 1.5, rank), jnp.float32)
+    query, exemplar = _images((2, 28, 28, 1), 7), _images((2, 28, 28, 1), 8)
+    (filters,) = model.predict_parameters(exemplar)
+    layer = model.pupil.convs[3]
+    hx, hz = model.pupil.prefix(query), model.pupil.prefix(exemplar)  # [2, 3, 3, 16]
+    got = layer(hx, filters)[:, 1, 1]  # the centre output, [2, Cout]
+    p_in, p_out = np.asarray(layer.proj_in[...]), np.asarray(layer.proj_out[...])
+    scale = np.asarray(model.template_scale[...])
+    want = np.zeros((2, p_out.shape[1]))
+    for b in range(2):
+        ux, uz = np.asarray(hx[b]) @ p_in, np.asarray(hz[b]) @ p_in  # [3, 3, R]
+        correlation = np.array([np.sum(ux[..., r] * uz[..., r]) * scale[r] for r in range(rank)])
+        want[b] = correlation @ p_out + np.asarray(layer.bias[...])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

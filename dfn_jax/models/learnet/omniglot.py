@@ -98,6 +98,13 @@ class LearnetConfig:
         ``"l1"``, where the learnet also predicts a centre ``t(z)`` of the pupil's embedding
         and ``s = b - sum_i a_i |phi_z(x)_i - t(z)_i|`` (a predicted bias of the embedding
         scored by :class:`WeightedL1`'s norm; ours, the paper's score could not be read).
+      exemplar_template: with ``learnet_input="pupil"``, add to the predicted filters of the
+        first predicted (factorised) convolution the exemplar's own features at that layer,
+        after its input projection (the centre ``k x k`` crop), scaled per channel by a learned
+        ``[R]`` vector: the layer then cross-correlates the query's features with the
+        exemplar's, channel by channel, and the learnet's heads predict a correction (ours,
+        after the exemplar-as-filter of Bertinetto et al.'s SiamFC, 2016; not in the learnet
+        paper).
       predicted_layers: indices into ``channels`` of the pupil convolutions whose parameters the
         learnet predicts (``(1,)``: the second).
       rank: ``R`` of each factorised predicted convolution; ``None``: its output width.
@@ -124,6 +131,7 @@ class LearnetConfig:
     learnet_features: int = 64
     learnet_input: str = "image"
     score: str = "linear"
+    exemplar_template: bool = False
     predicted_layers: tuple[int, ...] = (1,)
     rank: int | None = None
     factorized: bool = True
@@ -162,7 +170,7 @@ class LearnetConfig:
         for name in ("rank", "linear_rank", "siamese_width", "unshared_width"):
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name=name, expected="a positive int or None")
-        for name in ("factorized", "predict_linear"):
+        for name in ("factorized", "predict_linear", "exemplar_template"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         choice(self.learnet_input, LEARNET_INPUTS, name="learnet_input")
@@ -173,6 +181,25 @@ class LearnetConfig:
                 f"one, and `predicted_layers` {self.predicted_layers!r} predicts the first: "
                 "predict a later layer or read the image."
             )
+        if self.exemplar_template and not (
+            self.learnet_input == "pupil" and self.factorized and layers
+        ):
+            raise ValueError(
+                "`exemplar_template=True` adds the exemplar's features to the predicted filters "
+                'of the first predicted convolution: it needs `learnet_input="pupil"`, '
+                f"`factorized=True` and a predicted convolution, got learnet_input="
+                f"{self.learnet_input!r}, factorized={self.factorized}, predicted_layers="
+                f"{self.predicted_layers!r}."
+            )
+        if self.exemplar_template:
+            size = self.image_size // 2 ** min(layers)
+            if size < self.kernel_size:
+                raise ValueError(
+                    f"`exemplar_template=True` needs the exemplar's features at the first "
+                    f"predicted layer ({size}x{size} for image_size {self.image_size} and "
+                    f"predicted_layers {self.predicted_layers!r}) to be at least kernel_size "
+                    f"{self.kernel_size} wide."
+                )
         choice(
             self.factorized_implementation,
             FACTORIZED_IMPLEMENTATIONS,
@@ -555,6 +582,11 @@ class _LearnetBase(_PairScorer):
             reads = math.prod(prefix.shape[1:])
         targets = _targets(self.pupil, config) + tuple(extra_targets)
         self.learnet = Learnet(config, targets, input_features=reads, rngs=rngs)
+        if config.exemplar_template:  # on the scale of the heads' share, std / sqrt(2)
+            layer = self.pupil.convs[config.predicted_layers[0]]
+            self.template_scale = nnx.Param(
+                jnp.full((layer.rank,), 1.0 / config.kernel_size, jnp.float32)
+            )
 
     def predict_parameters(self, exemplar: jax.Array) -> tuple[jax.Array, ...]:
         """The learnet's output for ``exemplar [B, S, S(, 1)]``: one ``[B, *shape]`` array per
@@ -565,9 +597,23 @@ class _LearnetBase(_PairScorer):
     def _predict(self, z: jax.Array, prefix: jax.Array | None = None) -> tuple[jax.Array, ...]:
         """The learnet on ``z``; reading the pupil, on ``prefix`` (``self.pupil.prefix(z)``,
         computed here unless the caller has it)."""
-        if self.config.learnet_input == "pupil":
-            return self.learnet(self.pupil.prefix(z) if prefix is None else prefix)
-        return self.learnet(z)
+        if self.config.learnet_input != "pupil":
+            return self.learnet(z)
+        prefix = self.pupil.prefix(z) if prefix is None else prefix
+        predicted = self.learnet(prefix)
+        if self.config.exemplar_template:
+            predicted = (predicted[0] + self._template(prefix), *predicted[1:])
+        return predicted
+
+    def _template(self, prefix: jax.Array) -> jax.Array:
+        """The exemplar's features ``prefix [B, H, W, Cin]`` through the first predicted
+        layer's input projection, centre ``k x k`` crop, scaled per channel: ``[B, k, k, R]``."""
+        layer = self.pupil.convs[self.config.predicted_layers[0]]
+        k, (h, w) = self.config.kernel_size, prefix.shape[1:3]
+        top, left = (h - k) // 2, (w - k) // 2
+        crop = prefix[:, top : top + k, left : left + k]
+        projected = jnp.einsum("bhwc,cr->bhwr", crop, layer.proj_in[...], precision="highest")
+        return projected * self.template_scale[...].reshape(1, 1, 1, -1)
 
 
 class SingleStreamLearnet(_LearnetBase):
