@@ -17,11 +17,15 @@ from absl import app, flags
 from dfn_jax import viz
 from dfn_jax.training import read_metrics
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Work directories of the runs to compare.")
-_LABELS = flags.DEFINE_list("labels", None, "A label per run (default: the directory names).")
-_METRIC = flags.DEFINE_string("metric", "val_bpc", "The eval/ metric to compare.")
-_X = flags.DEFINE_string("x", "step", "x axis: step or an eval/ metric such as train_time_s.")
-_OUT = flags.DEFINE_string("out", None, "PNG to write.")
+
+def define_flags() -> None:
+    """The command line's flags, defined only when run (importing this module defines none)."""
+    flags.DEFINE_list("workdirs", None, "Work directories of the runs to compare.")
+    flags.DEFINE_list("labels", None, "A label per run (default: the directory names).")
+    flags.DEFINE_string("metric", "val_bpc", "The eval/ metric to compare.")
+    flags.DEFINE_string("x", "step", "x axis: step or an eval/ metric such as train_time_s.")
+    flags.DEFINE_string("out", None, "PNG to write.")
+    flags.mark_flags_as_required(["workdirs"])
 
 
 def eval_curve(workdir: str | pathlib.Path, metric: str, x: str = "step") -> list[tuple]:
@@ -37,28 +41,27 @@ def eval_curve(workdir: str | pathlib.Path, metric: str, x: str = "step") -> lis
 
 def main(argv):
     del argv
-    workdirs = _WORKDIRS.value
-    labels = _LABELS.value or [pathlib.Path(w).name for w in workdirs]
+    f = flags.FLAGS
+    workdirs, metric, x = f.workdirs, f.metric, f.x
+    labels = f.labels or [pathlib.Path(w).name for w in workdirs]
     if len(labels) != len(workdirs):
         raise app.UsageError("--labels needs one label per --workdirs entry.")
     runs = zip(labels, workdirs, strict=True)
-    curves = {label: eval_curve(w, _METRIC.value, _X.value) for label, w in runs}
+    curves = {label: eval_curve(w, metric, x) for label, w in runs}
     empty = [label for label, points in curves.items() if not points]
     if empty:
-        raise app.UsageError(f"No eval/{_METRIC.value} records with {_X.value} in: {empty}.")
+        raise app.UsageError(f"No eval/{metric} records with {x} in: {empty}.")
     summary = {
         label: {"last": points[-1][1], "best": min(p[1] for p in points), "points": len(points)}
         for label, points in curves.items()
     }
-    if _OUT.value:
-        xlabel = "training wall time (s)" if _X.value == "train_time_s" else _X.value
-        viz.plot_metric_curves(
-            curves, pathlib.Path(_OUT.value), xlabel=xlabel, ylabel=_METRIC.value
-        )
-        summary["figure"] = _OUT.value
+    if f.out:
+        xlabel = "training wall time (s)" if x == "train_time_s" else x
+        viz.plot_metric_curves(curves, pathlib.Path(f.out), xlabel=xlabel, ylabel=metric)
+        summary["figure"] = f.out
     print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["workdirs"])
+    define_flags()
     app.run(main)

@@ -4,6 +4,8 @@
 
 Reads the run's ``config.json`` and ``results.json`` and its latest checkpoint, and writes the
 model's variables (msgpack) with its config, the command and the test metrics (JSON).
+``--directory=D`` writes them into ``D`` instead of the package (a scratch export, loaded with
+``pretrained.load(name, directory=D)``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ from absl import app, flags
 from dfn_jax import pretrained
 from dfn_jax.training import Checkpointer, Trainer
 from experiments.main import make_experiment
-
-_RUN = flags.DEFINE_string("run", None, "The trained run's work directory.")
-_NAME = flags.DEFINE_string("name", None, "The pretrained model's name.")
-_COMMAND = flags.DEFINE_string("command", "", "The command that trained it (for the record).")
 
 BUILDER_OF = {
     "dfn.moving_mnist": "dfn.VideoDFN",
@@ -66,12 +64,23 @@ def export(
     return meta
 
 
+def define_flags() -> None:
+    """The command line's flags, defined only when run (importing this module defines none)."""
+    flags.DEFINE_string("run", None, "The trained run's work directory.")
+    flags.DEFINE_string("name", None, "The pretrained model's name.")
+    flags.DEFINE_string("command", "", "The command that trained it (for the record).")
+    flags.DEFINE_string("directory", "", "Write here instead of the package (dfn_jax/pretrained).")
+    flags.mark_flags_as_required(["run", "name"])
+
+
 def main(argv):
     del argv
-    meta = export(_RUN.value, _NAME.value, _COMMAND.value)
+    f = flags.FLAGS
+    directory = pathlib.Path(f.directory) if f.directory else pretrained.HERE
+    meta = export(f.run, f.name, f.command, directory)
     print(json.dumps({k: meta[k] for k in ("builder", "num_params", "test")}, indent=2))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["run", "name"])
+    define_flags()
     app.run(main)

@@ -23,17 +23,19 @@ def test_every_experiments_module_imports_into_one_process():
 
 
 @pytest.mark.parametrize(
-    ("module", "flag"),
+    ("module", "flags"),
     [
-        ("experiments.l2l.paired", "--log10_grid"),
-        ("experiments.learnet.paired", "--models"),
-        ("experiments.learnet.evaluate_official", "--omniglot_dir"),
-        ("experiments.hypernet.nz_sweep", "--z_dims"),
+        ("experiments.l2l.paired", ("--log10_grid", "--figure")),
+        ("experiments.learnet.paired", ("--models", "--figure")),
+        ("experiments.learnet.evaluate_official", ("--omniglot_dir", "--figure")),
+        ("experiments.hypernet.nz_sweep", ("--z_dims", "--figure")),
+        ("experiments.compare", ("--workdirs", "--out")),
+        ("experiments.export_pretrained", ("--run", "--directory")),
     ],
 )
-def test_commands_that_define_their_flags_when_run_list_them(module, flag):
+def test_commands_that_define_their_flags_when_run_list_them(module, flags):
     # absl's --help prints the module's flags, then exits with status 1.
     out = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True
     )
-    assert flag in out.stdout and "--figure" in out.stdout, out.stderr[-2000:]
+    assert all(flag in out.stdout for flag in flags), out.stderr[-2000:]
