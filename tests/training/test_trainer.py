@@ -136,7 +136,9 @@ OPTIMIZERS = [
 ]
 
 
-@pytest.mark.parametrize("overrides,reference", OPTIMIZERS, ids=lambda o: str(o)[:40])
+@pytest.mark.parametrize(
+    "overrides,reference", OPTIMIZERS, ids=[o["optimizer.name"] for o, _ in OPTIMIZERS]
+)
 def test_config_chosen_optimizer_and_schedule_are_the_ones_applied(overrides, reference):
     overrides = dict(overrides, num_train_steps=4, **{"model.dropout_rate": 0.0})
     trainer = Trainer(toy.Toy(_config(**overrides)))

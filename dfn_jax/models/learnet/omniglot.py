@@ -22,6 +22,11 @@ The layers below are ours, sized for a CPU, not the paper's (which we could not 
   ``learnet_features``, ReLU) on the exemplar, then one linear head per predicted layer:
   ``kh*kw*R`` filter taps for a factorised convolution, ``R`` diagonal entries for a factorised
   linear layer, or the whole kernel / matrix when ``factorized=False`` (the ablation).
+* **Exemplar template** (``exemplar_template=True``, with ``learnet_input="pupil"``; ours): the
+  exemplar's own features at the first predicted layer, through that layer's 1x1 input
+  projection and scaled per channel, are added to the predicted depthwise filters, so the layer
+  cross-correlates query and exemplar features and the learnet predicts a correction (the best
+  single-stream learnet on Omniglot, docs/RESULTS.md).
 * **Scores**: the siamese variants use a learned weighted L1 distance,
   ``s(x, z) = b - sum_i a_i |phi(x)_i - phi(z)_i|`` (Koch, Zemel, Salakhutdinov 2015, the usual
   Omniglot siamese score; ``a`` starts at ``1/D``, ``b`` at 0, both free to change sign); the
