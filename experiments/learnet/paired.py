@@ -12,6 +12,12 @@ episodes (random sets) in pairs, and how many of them each model alone got wrong
 on; ``per_run_error``: each model's error per official run (``--figure=F.png`` draws them side
 by side). ``--directories`` points at exported models (``experiments.export_pretrained``), one
 folder per model, empty for the package's.
+
+A side may be several training runs of one model, joined by ``+``
+(``--models=learnet_s0+learnet_s1,siamese_s0+siamese_s1``, all from that side's folder): each
+trial's (episode's) error is then the mean over the side's runs, and the interval still
+resamples trials, so it covers the draw of test items around the runs' average, not the draw of
+training seeds; ``error_per_run`` gives each run's own error.
 """
 
 from __future__ import annotations
@@ -61,7 +67,8 @@ def test_errors(experiment: LearnetOmniglot, model) -> dict[str, np.ndarray]:
 
 def compare(config, names, directories=None) -> dict:
     """Two pretrained models ``names`` (from ``directories``, default the package's) on the
-    test sets of the learnet experiment ``config``."""
+    test sets of the learnet experiment ``config``; a name may join several runs of one model
+    with ``+`` (module docstring)."""
     if len(names) != 2:
         raise ValueError(f"`models` must name two models, got {list(names)}.")
     directories = [pathlib.Path(d) if d else pretrained.HERE for d in (directories or ["", ""])]
@@ -70,21 +77,19 @@ def compare(config, names, directories=None) -> dict:
     experiment = experiments_main.make_experiment(config)
     if not isinstance(experiment, LearnetOmniglot):
         raise ValueError(f"`config` must be a learnet experiment's, got {config.experiment!r}.")
-    errors, sizes = [], []
-    for name, directory in zip(names, directories, strict=True):
-        size = pretrained.info(name, directory)["config"]["image_size"]
-        if size != config.data.image_size:
-            raise ValueError(
-                f"Model {name!r} reads {size}x{size} images; `config.data.image_size` is "
-                f"{config.data.image_size}."
-            )
-        model = pretrained.load(name, directory)
-        sizes.append(count_params(model))
-        errors.append(test_errors(experiment, model))
+    sides, sizes, own = [], [], []
+    for side, directory in zip(names, directories, strict=True):
+        runs = [_load(name, directory, config) for name in side.split("+")]
+        if len({count_params(model) for model in runs}) != 1:
+            raise ValueError(f"The runs joined in {side!r} must be one model's (equal sizes).")
+        sizes.append(count_params(runs[0]))
+        errors = [test_errors(experiment, model) for model in runs]
+        own.append(errors)
+        sides.append({test: np.mean([e[test] for e in errors], 0) for test in errors[0]})
     report = {"models": list(names), "num_params": sizes}
-    report["per_run_error"] = [e["official_runs"].mean(-1).tolist() for e in errors]
-    for test, first in errors[0].items():
-        first, second = first.reshape(-1), errors[1][test].reshape(-1)
+    report["per_run_error"] = [e["official_runs"].mean(-1).tolist() for e in sides]
+    for test, first in sides[0].items():
+        first, second = first.reshape(-1), sides[1][test].reshape(-1)
         difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
         report[test] = {
             "count": int(first.size),
@@ -94,14 +99,30 @@ def compare(config, names, directories=None) -> dict:
             # Trials (or episodes) on which only the first / only the second did worse.
             "worse_only": [int(np.sum(first > second)), int(np.sum(second > first))],
         }
+        if any(len(errors) > 1 for errors in own):
+            report[test]["error_per_run"] = [
+                [float(e[test].mean()) for e in errors] for errors in own
+            ]
     return report
+
+
+def _load(name: str, directory: pathlib.Path, config):
+    size = pretrained.info(name, directory)["config"]["image_size"]
+    if size != config.data.image_size:
+        raise ValueError(
+            f"Model {name!r} reads {size}x{size} images; `config.data.image_size` is "
+            f"{config.data.image_size}."
+        )
+    return pretrained.load(name, directory)
 
 
 def define_flags() -> None:
     """The command line's own flags, defined only when run (``--figure`` is also
     evaluate_official's); ``--config`` (learnet_omniglot.py[:variant]: the data and the test
     sets) is experiments.main's."""
-    flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
+    flags.DEFINE_list(
+        "models", None, "Two models of dfn_jax.pretrained (or exported); a+b joins runs of one."
+    )
     flags.DEFINE_list(
         "directories", None, "Per model, the folder of its .json/.msgpack (empty: the package's)."
     )

@@ -110,3 +110,11 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
         assert entry["worse_only"] == [0, 0]
     with pytest.raises(ValueError, match="`models` must name two models"):
         paired.compare(config, ["tiny"], [str(tmp_path)])
+    # Two runs of one model joined by "+": each trial's error is their mean, each run's listed.
+    joined = paired.compare(config, ["tiny+tiny", "tiny"], [str(tmp_path)] * 2)
+    for name in ("official_runs", "within5"):
+        assert joined[name]["error"] == report[name]["error"] and joined[name]["difference"] == 0
+        assert joined[name]["error_per_run"] == [
+            [report[name]["error"][0]] * 2,
+            [report[name]["error"][1]],
+        ]
