@@ -25,7 +25,7 @@ from dfn_jax.training.run import jsonable
 from experiments.main import make_experiment  # also defines --config (the experiment's)
 
 
-def evaluate_pretrained(name: str, config, directory: pathlib.Path = pretrained.HERE) -> dict:
+def evaluate_pretrained(name: str, config, directory: str | pathlib.Path | None = None) -> dict:
     """The test metrics of pretrained model ``name`` under the experiment ``config``."""
     meta = pretrained.info(name, directory)
     if meta.get("experiment") != config.experiment:
@@ -62,8 +62,7 @@ def define_flags() -> None:
 def main(argv):
     del argv
     args = flags.FLAGS
-    directory = pathlib.Path(args.directory) if args.directory else pretrained.HERE
-    report = evaluate_pretrained(args.name, args.config, directory)
+    report = evaluate_pretrained(args.name, args.config, args.directory)
     print(json.dumps(report, indent=2, default=float))
 
 

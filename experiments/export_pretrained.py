@@ -33,7 +33,7 @@ def export(
     workdir: str | pathlib.Path,
     name: str,
     command: str = "",
-    directory: pathlib.Path = pretrained.HERE,
+    directory: str | pathlib.Path | None = None,
 ) -> dict:
     workdir = pathlib.Path(workdir)
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
@@ -76,8 +76,7 @@ def define_flags() -> None:
 def main(argv):
     del argv
     f = flags.FLAGS
-    directory = pathlib.Path(f.directory) if f.directory else pretrained.HERE
-    meta = export(f.run, f.name, f.command, directory)
+    meta = export(f.run, f.name, f.command, f.directory)
     print(json.dumps({k: meta[k] for k in ("builder", "num_params", "test")}, indent=2))
 
 

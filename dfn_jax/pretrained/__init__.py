@@ -37,37 +37,45 @@ BUILDERS: dict[str, Callable[[dict], nnx.Module]] = {
 }
 
 
-def available(directory: pathlib.Path = HERE) -> list[str]:
+def folder(directory: str | pathlib.Path | None = None) -> pathlib.Path:
+    """``directory`` as a path; ``None`` or ``""`` (a command line's empty default): the
+    package's own folder, where the shipped models are."""
+    return pathlib.Path(directory) if directory else HERE
+
+
+def available(directory: str | pathlib.Path | None = None) -> list[str]:
     """Names of the models shipped here (or in ``directory``)."""
-    return sorted(p.stem for p in pathlib.Path(directory).glob("*.json"))
+    return sorted(p.stem for p in folder(directory).glob("*.json"))
 
 
-def info(name: str, directory: pathlib.Path = HERE) -> dict:
+def info(name: str, directory: str | pathlib.Path | None = None) -> dict:
     """The model's JSON: ``builder``, ``config``, ``command``, ``test`` metrics, ``num_params``."""
-    path = pathlib.Path(directory) / f"{name}.json"
+    path = folder(directory) / f"{name}.json"
     if not path.is_file():
         raise ValueError(f"No pretrained model {name!r}; available: {available(directory)}.")
     return json.loads(path.read_text())
 
 
-def load(name: str, directory: pathlib.Path = HERE) -> nnx.Module:
+def load(name: str, directory: str | pathlib.Path | None = None) -> nnx.Module:
     """The pretrained model ``name`` (see :func:`available`), its variables restored."""
     meta = info(name, directory)
     model = BUILDERS[meta["builder"]](meta["config"])
     state = nnx.to_pure_dict(nnx.state(model))
-    data = (pathlib.Path(directory) / f"{name}.msgpack").read_bytes()
+    data = (folder(directory) / f"{name}.msgpack").read_bytes()
     restored = serialization.from_bytes(state, data)
     graphdef, variables = nnx.split(model)
     nnx.replace_by_pure_dict(variables, restored)
     return nnx.merge(graphdef, variables)
 
 
-def save(name: str, model: nnx.Module, meta: dict, directory: pathlib.Path = HERE) -> None:
+def save(
+    name: str, model: nnx.Module, meta: dict, directory: str | pathlib.Path | None = None
+) -> None:
     """Writes ``<name>.msgpack`` and ``<name>.json`` (``meta`` must name a ``builder`` and the
     ``config`` it takes)."""
     if meta.get("builder") not in BUILDERS:
         raise ValueError(f"`meta['builder']` must be one of {sorted(BUILDERS)}.")
     state = nnx.to_pure_dict(nnx.state(model))
-    directory = pathlib.Path(directory)
+    directory = folder(directory)
     (directory / f"{name}.msgpack").write_bytes(serialization.to_bytes(state))
     (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -38,7 +38,7 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
-    directory = pathlib.Path(flags.FLAGS.directory) if flags.FLAGS.directory else pretrained.HERE
+    directory = flags.FLAGS.directory  # "": the package's
     model = pretrained.load(flags.FLAGS.model, directory)
     image_size = pretrained.info(flags.FLAGS.model, directory)["config"]["image_size"]
     runs = load_official_runs(

@@ -71,7 +71,7 @@ def compare(config, names, directories=None) -> dict:
     with ``+`` (module docstring)."""
     if len(names) != 2:
         raise ValueError(f"`models` must name two models, got {list(names)}.")
-    directories = [pathlib.Path(d) if d else pretrained.HERE for d in (directories or ["", ""])]
+    directories = directories or ["", ""]  # "": the package's
     if len(directories) != 2:
         raise ValueError(f"`directories` must give one folder per model, got {directories}.")
     experiment = experiments_main.make_experiment(config)
@@ -80,9 +80,10 @@ def compare(config, names, directories=None) -> dict:
     sides, sizes, own = [], [], []
     for side, directory in zip(names, directories, strict=True):
         runs = [_load(name, directory, config) for name in side.split("+")]
-        if len({count_params(model) for model in runs}) != 1:
+        counts = {count_params(model) for model in runs}
+        if len(counts) != 1:
             raise ValueError(f"The runs joined in {side!r} must be one model's (equal sizes).")
-        sizes.append(count_params(runs[0]))
+        sizes.append(counts.pop())
         errors = [test_errors(experiment, model) for model in runs]
         own.append(errors)
         sides.append({test: np.mean([e[test] for e in errors], 0) for test in errors[0]})
@@ -106,7 +107,7 @@ def compare(config, names, directories=None) -> dict:
     return report
 
 
-def _load(name: str, directory: pathlib.Path, config):
+def _load(name: str, directory, config):
     size = pretrained.info(name, directory)["config"]["image_size"]
     if size != config.data.image_size:
         raise ValueError(
