@@ -18,6 +18,13 @@ degrees as three further classes (of the same group), the rotation applied to al
 (``np.rot90`` over the two image axes, counterclockwise); two rotations of one class may meet in
 an episode as different classes.
 
+With ``by_drawer=True`` (and each image's ``drawers``) an episode also draws ``K + Q`` different
+drawers among those who drew all of its classes: shot ``k`` of every class is drawer ``k``'s
+image and query ``q`` of every class drawer ``K + q``'s, so the support images share one hand
+per shot and the queries another. Lake et al.'s 20 official Omniglot runs are built this way
+(all 20 training images of a run by one drawer, all 20 test images by another), while the
+default draws each image's drawer independently.
+
 Sampling is a pure function of ``(seed, step, e)``: episode ``e`` of step ``step`` uses
 ``numpy.random.default_rng([seed, step, e])``, so a resumed run sees the same episodes and a
 batch's first episodes do not depend on its size. Nothing here is specific to Omniglot;
@@ -77,11 +84,15 @@ class EpisodeSampler:
       within_group: draw the classes of an episode from one group (needs ``class_groups``).
       rotations: add each class rotated by 90, 180 and 270 degrees as new classes.
       seed: a non-negative int.
+      drawers: ``int [M]``, who drew each image (>= 0), or None; needed by ``by_drawer``.
+      by_drawer: one drawer per shot and per query across the episode's classes (module
+        docstring); each class may have at most one image per drawer.
 
     Raises:
       ValueError: shapes that disagree, or an impossible request: ``K + Q`` larger than the
         images of a class, ``N`` larger than the classes available (in a group, when
-        ``within_group``).
+        ``within_group``), or ``by_drawer`` without ``drawers``, with a class drawn twice by
+        one drawer or by fewer than ``K + Q`` drawers.
     """
 
     def __init__(
@@ -96,6 +107,8 @@ class EpisodeSampler:
         within_group: bool = False,
         rotations: bool = False,
         seed: int = 0,
+        drawers: np.ndarray | None = None,
+        by_drawer: bool = False,
     ):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim not in (3, 4):
@@ -113,7 +126,8 @@ class EpisodeSampler:
         self.num_shots = positive_int(num_shots, name="num_shots")
         self.num_queries = positive_int(num_queries, name="num_queries")
         self.seed = positive_int(seed, name="seed", minimum=0)
-        for value, name in ((within_group, "within_group"), (rotations, "rotations")):
+        flags = ((within_group, "within_group"), (rotations, "rotations"), (by_drawer, "by_drawer"))
+        for value, name in flags:
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool, got {value!r}.")
         if rotations and images.shape[1] != images.shape[2]:
@@ -146,6 +160,9 @@ class EpisodeSampler:
         self._members = np.zeros((num_classes, counts.max()), np.int64)
         self._valid = np.arange(counts.max()) < counts[:, None]
         self._members[self._valid] = order
+        self.by_drawer = by_drawer
+        if by_drawer:
+            self._drawn = self._drawer_table(drawers, num_classes)
         # Virtual class v: class v // R rotated by v % R quarter turns.
         self._turns = NUM_ROTATIONS if rotations else 1
         virtual = np.arange(num_classes * self._turns)
@@ -179,6 +196,41 @@ class EpisodeSampler:
                 f"{smallest} has {counts.min() if num_classes else 0}."
             )
 
+    def _drawer_table(self, drawers, num_classes: int) -> np.ndarray:
+        """``int64 [num_classes, num_drawers]``: the image of each class by each drawer, -1 where
+        that drawer did not draw the class."""
+        if drawers is None:
+            raise ValueError("`by_drawer=True` needs `drawers` (who drew each image).")
+        drawers = np.asarray(drawers)
+        if drawers.shape != self.labels.shape or not np.issubdtype(drawers.dtype, np.integer):
+            raise ValueError(
+                f"`drawers` must be integers of shape [M] = [{len(self.labels)}] (one per image), "
+                f"got shape {drawers.shape} and dtype {drawers.dtype}."
+            )
+        if drawers.size and drawers.min() < 0:
+            raise ValueError(
+                f"`drawers` must be >= 0 for `by_drawer=True`, got {drawers.min()} (unknown "
+                "drawers, e.g. Omniglot read through TFDS, cannot be matched)."
+            )
+        table = np.full((num_classes, int(drawers.max(initial=-1)) + 1), -1, np.int64)
+        table[self.labels, drawers] = np.arange(len(drawers))
+        per_class = np.bincount(self.labels * table.shape[1] + drawers, minlength=table.size)
+        if per_class.max(initial=0) > 1:
+            cls, drawer = divmod(int(np.argmax(per_class)), table.shape[1])
+            raise ValueError(
+                f"`by_drawer=True` needs at most one image per class and drawer; drawer {drawer} "
+                f"drew class {cls} {per_class.max()} times."
+            )
+        need = self.num_shots + self.num_queries
+        counts = np.sum(table >= 0, axis=1)
+        if counts.min(initial=need) < need:
+            cls = int(np.argmin(counts))
+            raise ValueError(
+                f"`by_drawer=True` needs `num_shots` + `num_queries` ({need}) drawers of every "
+                f"class, but class {cls} has {counts[cls]}."
+            )
+        return table
+
     @property
     def num_groups(self) -> int:
         """The groups an episode can be drawn from (1 when drawing across groups)."""
@@ -190,6 +242,17 @@ class EpisodeSampler:
         pool = self._pools[int(rng.integers(len(self._pools)))]  # one pool across groups
         virtual = pool[rng.choice(len(pool), self.num_ways, replace=False)]
         classes, turns = virtual // self._turns, virtual % self._turns
+        if self.by_drawer:
+            table = self._drawn[classes]  # [N, drawers]
+            common = np.flatnonzero(np.all(table >= 0, axis=0))
+            need = self.num_shots + self.num_queries
+            if len(common) < need:
+                raise ValueError(
+                    f"`by_drawer=True`: only {len(common)} drawers drew all of classes "
+                    f"{classes.tolist()}, and an episode needs {need} (`num_shots` + "
+                    "`num_queries`)."
+                )
+            return classes, turns, table[:, rng.choice(common, need, replace=False)]
         keys = rng.random((self.num_ways, self._members.shape[1]))
         keys[~self._valid[classes]] = np.inf
         draws = np.argsort(keys, axis=1)[:, : self.num_shots + self.num_queries]
@@ -234,11 +297,13 @@ def omniglot_episodes(
     within_alphabet: bool,
     rotations: bool = False,
     seed: int = 0,
+    by_drawer: bool = False,
 ) -> EpisodeSampler:
     """An :class:`EpisodeSampler` over an ``OmniglotSplit``'s characters, their alphabets as
     groups: ``within_alphabet=True`` draws each episode's characters from one alphabet (Lake et
     al. 2015's protocol; alphabets with fewer than ``num_ways`` characters are skipped),
-    ``False`` across alphabets (Vinyals et al. 2016)."""
+    ``False`` across alphabets (Vinyals et al. 2016); ``by_drawer=True`` builds episodes as the
+    official runs are (one drawer per shot and per query, :class:`EpisodeSampler`)."""
     return EpisodeSampler(
         data.images,
         data.labels,
@@ -249,4 +314,6 @@ def omniglot_episodes(
         within_group=within_alphabet,
         rotations=rotations,
         seed=seed,
+        drawers=data.drawers,
+        by_drawer=by_drawer,
     )

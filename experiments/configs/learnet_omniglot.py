@@ -78,6 +78,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.num_val_alphabets = 5
     config.data.rotations = False
     config.data.within_alphabet = True
+    # Training episodes built as the official runs are: all exemplars by one drawer, all queries
+    # by another (dfn_jax.data.episodes); False: each image's drawer drawn on its own.
+    config.data.by_drawer = False
 
     config.model.variant = args.variant
     # dfn_jax.models.learnet.LearnetConfig; the baselines' widths are matched to the learnet's

@@ -13,7 +13,13 @@ Evaluation sets (one query per class; one compilation of the evaluation step per
 * ``official_runs``: Lake et al.'s 20 runs (20-way within an evaluation alphabet, 20 trials
   each); ``per_run_error`` holds each run's error;
 * ``within20``, ``across20``, ``within5``, ``across5``: random one-shot episodes from the
-  evaluation alphabets, classes within one alphabet or across alphabets.
+  evaluation alphabets, classes within one alphabet or across alphabets, each image by a drawer
+  of its own;
+* ``within20_by_drawer``: random 20-way episodes within an evaluation alphabet built as the
+  official runs are: all exemplars by one drawer, all queries by another
+  (:mod:`dfn_jax.data.episodes`, ``by_drawer``).
+
+``config.data.by_drawer`` builds the training episodes that way too.
 
 Errors are in percent; each random set also reports ``<set>_ci95``, the half-width of the 95%
 confidence interval of its mean episode error (normal approximation).
@@ -36,11 +42,12 @@ from dfn_jax.models.learnet import LearnetConfig, learnet_model
 from dfn_jax.training import Experiment
 
 EVAL_WAYS = 20  # of the validation episodes and the official runs
-RANDOM_SETS = {  # name: (ways, classes within one alphabet)
-    "within20": (20, True),
-    "across20": (20, False),
-    "within5": (5, True),
-    "across5": (5, False),
+RANDOM_SETS = {  # name: (ways, classes within one alphabet, one drawer per shot and per query)
+    "within20": (20, True, False),
+    "across20": (20, False, False),
+    "within5": (5, True, False),
+    "across5": (5, False, False),
+    "within20_by_drawer": (20, True, True),
 }
 LOSSES = ("episodic", "pairwise")
 
@@ -92,7 +99,7 @@ class LearnetOmniglot(Experiment):
     )
     data_keys = frozenset(
         {"omniglot_dir", "download", "image_size", "num_val_alphabets", "rotations",
-         "within_alphabet"}
+         "within_alphabet", "by_drawer"}
     )  # fmt: skip
 
     # -- data --------------------------------------------------------------------------------
@@ -137,6 +144,7 @@ class LearnetOmniglot(Experiment):
             within_alphabet=data.within_alphabet,
             rotations=data.rotations,
             seed=self.config.seed,
+            by_drawer=data.by_drawer,
         )
 
     def train_batch(self, step: int, rows=None) -> dict:
@@ -181,15 +189,16 @@ class LearnetOmniglot(Experiment):
         """Per random set: ``(images, support_indices [E, n], query_indices [E, n])``, drawn once
         (step 0 of the set's own seed)."""
         config = self.config
-        specs = {"val": (self.background[1], EVAL_WAYS, True, config.num_val_episodes, 10_000)}
-        for offset, (name, (ways, within)) in enumerate(RANDOM_SETS.items()):
+        val = (self.background[1], EVAL_WAYS, True, False, config.num_val_episodes, 10_000)
+        specs = {"val": val}
+        for offset, (name, (ways, within, by_drawer)) in enumerate(RANDOM_SETS.items()):
             count = config.num_test_episodes
-            specs[name] = (self.evaluation, ways, within, count, 20_000 + 100 * offset)
+            specs[name] = (self.evaluation, ways, within, by_drawer, count, 20_000 + 100 * offset)
         sets = {}
-        for name, (data, ways, within, count, seed) in specs.items():
+        for name, (data, ways, within, by_drawer, count, seed) in specs.items():
             sampler = omniglot_episodes(
                 data, num_ways=ways, num_shots=1, num_queries=1, within_alphabet=within,
-                seed=seed + config.seed,
+                seed=seed + config.seed, by_drawer=by_drawer,
             )  # fmt: skip
             batch = sampler.sample(0, count)
             sets[name] = (data.images, batch.support_indices, batch.query_indices)

@@ -9,9 +9,11 @@ experiment's random test episodes (``--config``'s seed and ``num_test_episodes``
 its evaluation). Prints JSON per set: each model's error in percent, the difference (first minus
 second, in points) with a 95% bootstrap interval that resamples trials (official runs) or
 episodes (random sets) in pairs, and how many of them each model alone got wrong or did worse
-on; ``per_run_error``: each model's error per official run (``--figure=F.png`` draws them side
-by side). ``--directories`` points at exported models (``experiments.export_pretrained``), one
-folder per model, empty for the package's.
+on. The official runs also get ``ci95_runs``, an interval that resamples whole runs: a run's 20
+trials share their exemplars and their two drawers, so they are not independent draws, and this
+is the interval to quote. ``per_run_error``: each model's error per official run
+(``--figure=F.png`` draws them side by side). ``--directories`` points at exported models
+(``experiments.export_pretrained``), one folder per model, empty for the package's.
 
 A side may be several training runs of one model, joined by ``+``
 (``--models=learnet_s0+learnet_s1,siamese_s0+siamese_s1``, all from that side's folder): each
@@ -100,6 +102,13 @@ def compare(config, names, directories=None) -> dict:
             # Trials (or episodes) on which only the first / only the second did worse.
             "worse_only": [int(np.sum(first > second)), int(np.sum(second > first))],
         }
+        if test == "official_runs" and sides[0][test].shape[0] > 1:
+            # A run's 20 trials share their exemplars and drawers, so they are not independent:
+            # this interval resamples whole runs (their mean errors) instead.
+            per_run = [side[test].mean(-1) for side in sides]
+            report[test]["ci95_runs"] = list(
+                paired_bootstrap(per_run[0], per_run[1], lambda x, y: x - y)[1:]
+            )
         if any(len(errors) > 1 for errors in own):
             report[test]["error_per_run"] = [
                 [float(e[test].mean()) for e in errors] for errors in own

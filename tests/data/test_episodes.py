@@ -169,6 +169,78 @@ def test_impossible_requests_are_value_errors():
         sampler.sample(0, 0)
 
 
+def _drawers(labels):
+    """Each image's drawer: class c's images are drawn by drawers 0..19 in image order."""
+    drawers = np.zeros_like(labels)
+    for c in np.unique(labels):
+        drawers[labels == c] = np.arange(np.sum(labels == c))
+    return drawers
+
+
+def test_by_drawer_one_drawer_per_shot_and_query():
+    images, labels = _data()
+    drawers = _drawers(labels)
+    options = dict(num_ways=5, num_shots=2, num_queries=3, class_groups=GROUPS, seed=7)
+    sampler = episodes.EpisodeSampler(images, labels, drawers=drawers, by_drawer=True, **options)
+    batch = sampler.sample(2, 40)
+    support = drawers[batch.support_indices].reshape(40, 5, 2)  # [E, N, K]
+    query = drawers[batch.query_indices].reshape(40, 5, 3)
+    # Shot k (query q) of every class: one drawer; the K + Q drawers of an episode all differ.
+    assert (support == support[:, :1]).all() and (query == query[:, :1]).all()
+    hands = np.concatenate([support[:, 0], query[:, 0]], -1)  # [E, K + Q]
+    assert all(len(set(row)) == 5 for row in hands.tolist())
+    np.testing.assert_array_equal(labels[batch.support_indices].reshape(40, 5, 2)[..., 0],
+                                  batch.classes)  # fmt: skip
+    # Every drawer serves, roughly uniformly (200 of 40 * 5 hands over 20 drawers: 10 each).
+    counts = np.bincount(hands.ravel(), minlength=PER_CLASS)
+    assert counts.min() >= 2 and counts.max() <= 22
+    # Deterministic per (seed, step, episode), and independent of the batch size.
+    again = episodes.EpisodeSampler(images, labels, drawers=drawers, by_drawer=True, **options)
+    np.testing.assert_array_equal(again.sample(2, 3).query_indices, batch.query_indices[:3])
+    # Without by_drawer the drawers of one shot differ across classes (here: almost surely).
+    free = episodes.EpisodeSampler(images, labels, drawers=drawers, **options).sample(2, 40)
+    assert not (drawers[free.support_indices] == drawers[free.support_indices][:, :1]).all()
+
+
+def test_by_drawer_only_common_drawers_and_errors():
+    images, labels = _data()
+    drawers = _drawers(labels)
+    base = dict(num_ways=5, num_shots=1, num_queries=1)
+    # Classes 0..4 (one group) are drawn by drawers 15..34, the others by 0..19: episodes of
+    # that group may use drawers 20..34, the others never do.
+    moved = np.where(labels < 5, np.where(drawers < 15, drawers + 20, drawers), drawers)
+    sampler = episodes.EpisodeSampler(
+        images, labels, drawers=moved, by_drawer=True, class_groups=np.arange(30) // 5,
+        within_group=True, seed=1, **base
+    )  # fmt: skip
+    batch = sampler.sample(0, 60)
+    for e in range(60):
+        support, query = moved[batch.support_indices[e]], moved[batch.query_indices[e]]
+        if batch.classes[e, 0] < 5:  # the group of classes 0..4: any of 15..34
+            assert support[0] != query[0]
+        else:
+            assert support.max() < 20 and query.max() < 20
+    cases = [
+        (dict(by_drawer=True), "`by_drawer=True` needs `drawers`"),
+        (dict(by_drawer=True, drawers=drawers[:-1]), "`drawers` must be integers of shape"),
+        (dict(by_drawer=True, drawers=drawers - 1), "`drawers` must be >= 0 .* TFDS"),
+        (dict(by_drawer=True, drawers=drawers // 2), "at most one image per class and drawer"),
+        (dict(by_drawer=True, drawers=drawers, num_shots=12, num_queries=9), "images are needed"),
+        (dict(by_drawer=1, drawers=drawers), "`by_drawer` must be a bool"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            episodes.EpisodeSampler(images, labels, **(base | kwargs))
+    # Classes 0 and 1 drawn by disjoint hands: no drawer drew both, told at sampling time.
+    disjoint = np.where(labels == 1, drawers + 20, drawers)
+    pair = episodes.EpisodeSampler(
+        images[labels < 2], labels[labels < 2], drawers=disjoint[labels < 2], by_drawer=True,
+        num_ways=2, num_shots=1, num_queries=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="only 0 drawers drew all of classes"):
+        pair.sample(0, 1)
+
+
 def test_omniglot_episodes_within_an_alphabet(shared_data_dir):
     from dfn_jax.data import omniglot
 
@@ -193,6 +265,13 @@ def test_omniglot_episodes_within_an_alphabet(shared_data_dir):
         data.labels[batch.support_indices], data.labels[batch.query_indices]
     )
     assert (data.drawers[batch.support_indices] != data.drawers[batch.query_indices]).all()
+    # As the official runs: every exemplar by one drawer, every query by another.
+    runs_like = episodes.omniglot_episodes(
+        data, num_ways=20, num_shots=1, num_queries=1, within_alphabet=True, by_drawer=True
+    ).sample(0, 8)
+    support, query = data.drawers[runs_like.support_indices], data.drawers[runs_like.query_indices]
+    assert (support == support[:, :1]).all() and (query == query[:, :1]).all()
+    assert (support[:, 0] != query[:, 0]).all()
     across = episodes.omniglot_episodes(
         data, num_ways=30, num_shots=5, num_queries=15, within_alphabet=False, rotations=True
     ).sample(3, 2)

@@ -26,6 +26,8 @@ TINY = (
     "num_test_episodes=3,num_official_runs=2,num_figure_runs=1,lr_warmup_steps=0"
 )
 
+TEST_SETS = ("official_runs", "within20", "across20", "within5", "across5", "within20_by_drawer")
+
 
 @pytest.mark.parametrize("variant", learnet_omniglot.VARIANTS)
 def test_each_variant_builds_with_its_documented_size(variant):
@@ -56,6 +58,20 @@ def test_bad_variants_and_settings_fail_with_a_sentence():
     assert any("`num_train_queries`" in p for p in main.make_experiment(config).config_problems())
 
 
+def test_by_drawer_builds_training_episodes_as_the_official_runs(omniglot_dir):
+    config = learnet_omniglot.get_config(f"learnet,{TINY}")
+    config.data.omniglot_dir = str(omniglot_dir)
+    config.data.by_drawer = True
+    experiment = main.make_experiment(config)
+    assert not experiment.config_problems()
+    batch = experiment.train_episodes.sample(0, 4)
+    drawers = experiment.background[0].drawers
+    support, query = drawers[batch.support_indices], drawers[batch.query_indices]
+    assert (support == support[:, :1]).all() and (query == query[:, :1]).all()
+    assert (support[:, 0] != query[:, 0]).all()
+    assert experiment.train_batch(0)["support"].shape == (2, 5, 28, 28)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["learnet", "siamese"])
 def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tmp_path):
@@ -64,7 +80,7 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     config.data.omniglot_dir = str(omniglot_dir)
     results = main.train_and_evaluate(config, str(tmp_path / "run"))
     test = results["test"]
-    sets = ("val", "official_runs", "within20", "across20", "within5", "across5")
+    sets = ("val", *TEST_SETS)
     assert {f"{s}_error" for s in sets} <= set(test)
     assert {f"{s}_ci95" for s in sets if s != "official_runs"} <= set(test)
     assert len(test["per_run_error"]) == 2
@@ -103,11 +119,12 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     assert report["per_run_error"] == [test["per_run_error"]] * 2
     errors = dict(zip(["a", "b"], report["per_run_error"], strict=True))
     assert viz.plot_run_errors(errors, tmp_path / "both.png").stat().st_size > 0
-    for name in ("official_runs", "within20", "across20", "within5", "across5"):
+    for name in TEST_SETS:
         entry = report[name]
         np.testing.assert_allclose(entry["error"], [test[f"{name}_error"]] * 2, rtol=1e-5)
         assert entry["difference"] == 0 and entry["ci95"] == [0, 0]
         assert entry["worse_only"] == [0, 0]
+    assert report["official_runs"]["ci95_runs"] == [0, 0]
     with pytest.raises(ValueError, match="`models` must name two models"):
         paired.compare(config, ["tiny"], [str(tmp_path)])
     # Two runs of one model joined by "+": each trial's error is their mean, each run's listed.
