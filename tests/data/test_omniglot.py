@@ -232,6 +232,25 @@ def test_official_runs(omniglot_dir):
     np.testing.assert_array_equal(omniglot.area_downsample(full.test, image_size=28), runs.test)
 
 
+def test_official_runs_are_one_alphabet_and_two_drawers_each(omniglot_dir):
+    """Every image of the runs is an evaluation-split drawing; in each run all 20 training
+    images are by one drawer and all 20 test images by another, of one alphabet, which is how
+    ``episodes.EpisodeSampler(by_drawer=True)`` builds episodes."""
+    runs = omniglot.load_official_runs(omniglot_dir=omniglot_dir)
+    data = omniglot.load_omniglot("evaluation", omniglot_dir=omniglot_dir)
+    where = {image.tobytes(): i for i, image in enumerate(data.images)}
+    training = np.vectorize(lambda r, c: where[runs.training[r, c].tobytes()])(
+        *np.indices((20, 20))
+    )
+    test = np.vectorize(lambda r, i: where[runs.test[r, i].tobytes()])(*np.indices((20, 20)))
+    for r in range(20):
+        assert len(set(data.drawers[training[r]])) == 1 and len(set(data.drawers[test[r]])) == 1
+        assert data.drawers[training[r, 0]] != data.drawers[test[r, 0]]
+        characters = data.labels[training[r]]
+        assert len(set(data.character_alphabet[characters])) == 1 and len(set(characters)) == 20
+        np.testing.assert_array_equal(characters[runs.answers[r]], data.labels[test[r]])
+
+
 def test_runs_check_the_original_bytes(tmp_path, omniglot_dir):
     with zipfile.ZipFile(omniglot_dir / "all_runs.zip") as archive:
         members = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
