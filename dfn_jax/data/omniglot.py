@@ -44,7 +44,9 @@ two zips in ``DIR`` (see :func:`omniglot_digests`).
 
 :func:`split_background_alphabets` holds whole alphabets out for validation;
 :func:`load_official_runs` reads the 20 runs of 20-way one-shot classification within an
-alphabet (Lake et al. 2015), drawn from the evaluation alphabets.
+alphabet (Lake et al. 2015), drawn from the evaluation alphabets, and
+:func:`official_run_indices` finds each of their images in the evaluation split (its character
+and drawer: every run's 20 training images are by one drawer, its 20 test images by another).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ __all__ = [
     "default_cache_dir",
     "load_official_runs",
     "load_omniglot",
+    "official_run_indices",
     "omniglot_digests",
     "select_alphabets",
     "split_background_alphabets",
@@ -568,6 +571,39 @@ def load_official_runs(
         test=files.area_downsample(test, image_size),
         answers=answers,
     )
+
+
+def official_run_indices(runs: OmniglotRuns, data: OmniglotSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Where the official runs' images are in the evaluation split: ``(training, test)``, both
+    ``int64 [R, T]`` rows of ``data`` with ``data.images[training] == runs.training`` (and
+    likewise for ``test``), so that ``data.labels``, ``data.drawers`` and the alphabets of those
+    rows say whose drawing of which character each image is. Images are matched exactly, so
+    ``runs`` and ``data`` must be read at one image size.
+
+    Raises:
+      ValueError: different image sizes, or an image of the runs that ``data`` does not hold
+        (named by run and file; e.g. ``data`` is another split or a subset of alphabets).
+    """
+    if runs.training.shape[-1] != data.image_size:
+        raise ValueError(
+            f"`runs` ({runs.training.shape[-1]}x{runs.training.shape[-1]}) and `data` "
+            f"({data.image_size}x{data.image_size}) must be read at one image size."
+        )
+    rows = {image.tobytes(): row for row, image in enumerate(data.images)}
+
+    def find(images: np.ndarray, folder: str, stem: str) -> np.ndarray:
+        found = np.zeros(images.shape[:2], np.int64)
+        for (r, t), _ in np.ndenumerate(found):
+            row = rows.get(images[r, t].tobytes())
+            if row is None:
+                raise ValueError(
+                    f"{runs.runs[r]}/{folder}/{stem}{t + 1:02d}.png is not an image of the "
+                    f"{data.split!r} split given ({len(data.alphabets)} alphabets)."
+                )
+            found[r, t] = row
+        return found
+
+    return find(runs.training, "training", "class"), find(runs.test, "test", "item")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -233,22 +233,30 @@ def test_official_runs(omniglot_dir):
 
 
 def test_official_runs_are_one_alphabet_and_two_drawers_each(omniglot_dir):
-    """Every image of the runs is an evaluation-split drawing; in each run all 20 training
+    """Every image of the runs is found in the evaluation split; in each run all 20 training
     images are by one drawer and all 20 test images by another, of one alphabet, which is how
     ``episodes.EpisodeSampler(by_drawer=True)`` builds episodes."""
     runs = omniglot.load_official_runs(omniglot_dir=omniglot_dir)
     data = omniglot.load_omniglot("evaluation", omniglot_dir=omniglot_dir)
-    where = {image.tobytes(): i for i, image in enumerate(data.images)}
-    training = np.vectorize(lambda r, c: where[runs.training[r, c].tobytes()])(
-        *np.indices((20, 20))
-    )
-    test = np.vectorize(lambda r, i: where[runs.test[r, i].tobytes()])(*np.indices((20, 20)))
+    training, test = omniglot.official_run_indices(runs, data)
+    np.testing.assert_array_equal(data.images[training], runs.training)
+    np.testing.assert_array_equal(data.images[test], runs.test)
+    alphabets = set()
     for r in range(20):
         assert len(set(data.drawers[training[r]])) == 1 and len(set(data.drawers[test[r]])) == 1
         assert data.drawers[training[r, 0]] != data.drawers[test[r, 0]]
         characters = data.labels[training[r]]
         assert len(set(data.character_alphabet[characters])) == 1 and len(set(characters)) == 20
         np.testing.assert_array_equal(characters[runs.answers[r]], data.labels[test[r]])
+        alphabets.add(data.alphabets[data.character_alphabet[characters[0]]])
+    assert len(alphabets) == 10 and "Atlantean" in alphabets  # two runs per alphabet
+    small = omniglot.load_omniglot(
+        "evaluation", alphabets=["Atlantean"], omniglot_dir=omniglot_dir, image_size=14
+    )
+    with pytest.raises(ValueError, match="must be read at one image size"):
+        omniglot.official_run_indices(runs, small)
+    with pytest.raises(ValueError, match="run03/training/class01.png is not an image of the"):
+        omniglot.official_run_indices(runs, omniglot.select_alphabets(data, ["Atlantean"]))
 
 
 def test_runs_check_the_original_bytes(tmp_path, omniglot_dir):

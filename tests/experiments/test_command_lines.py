@@ -28,6 +28,7 @@ def test_every_experiments_module_imports_into_one_process():
         ("experiments.l2l.paired", ("--log10_grid", "--figure")),
         ("experiments.learnet.paired", ("--models", "--figure")),
         ("experiments.learnet.evaluate_official", ("--omniglot_dir", "--figure")),
+        ("experiments.learnet.runs_like", ("--models", "--num_episodes")),
         ("experiments.hypernet.nz_sweep", ("--z_dims", "--figure")),
         ("experiments.compare", ("--workdirs", "--out")),
         ("experiments.export_pretrained", ("--run", "--directory")),

@@ -9,13 +9,13 @@ import pytest
 from flax import nnx
 
 from dfn_jax import pretrained, viz
-from dfn_jax.data.omniglot import load_official_runs
+from dfn_jax.data.omniglot import load_official_runs, load_omniglot
 from dfn_jax.models import count_params
 from dfn_jax.models.learnet import learnet_param_count
 from experiments import main
 from experiments.configs import learnet_omniglot
 from experiments.export_pretrained import export
-from experiments.learnet import paired
+from experiments.learnet import paired, runs_like
 from experiments.learnet.evaluate_official import official_run_errors
 from tests.helpers import REPO_ROOT
 
@@ -127,6 +127,23 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
     assert report["official_runs"]["ci95_runs"] == [0, 0]
     with pytest.raises(ValueError, match="`models` must name two models"):
         paired.compare(config, ["tiny"], [str(tmp_path)])
+    # experiments.learnet.runs_like: the same model twice, on episodes built as the runs are.
+    data = load_omniglot("evaluation", omniglot_dir=omniglot_dir)
+    like = runs_like.compare([model, model], data, runs, num_episodes=4)
+    assert set(like) == {*runs_like.SETS, "official_runs"}
+    np.testing.assert_allclose(
+        like["official_runs"]["error"], [official_run_errors(model, runs).mean()] * 2
+    )
+    for name in runs_like.SETS:
+        assert (
+            like[name]["difference"] == 0
+            and like[name]["range_of_20"][0] == like[name]["range_of_20"][1]
+        )
+    sets = runs_like.runs_like_sets(data, runs)
+    assert (
+        len(sets["run_alphabets"].alphabets) == 10 and len(sets["other_alphabets"].alphabets) == 10
+    )
+    assert set(sets["run_alphabets_and_drawers"].drawers) < set(sets["run_alphabets"].drawers)
     # Two runs of one model joined by "+": each trial's error is their mean, each run's listed.
     joined = paired.compare(config, ["tiny+tiny", "tiny"], [str(tmp_path)] * 2)
     for name in ("official_runs", "within5"):

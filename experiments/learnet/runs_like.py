@@ -1,0 +1,167 @@
+"""Are Lake et al.'s 20 official runs like random episodes built the same way? Two models on
+random 20-way one-shot episodes built as the runs are, narrowed step by step to the runs' own
+alphabets and drawers::
+
+    python -m experiments.learnet.runs_like --models=learnet_omniglot,learnet_omniglot_siamese \
+        --omniglot_dir=../shared/data/omniglot
+
+Every episode is built as an official run is (:func:`dfn_jax.data.omniglot.official_run_indices`
+finds each run's images in the evaluation split): 20 characters of one evaluation alphabet, all
+exemplars by one drawer and all queries by another (``by_drawer`` episodes,
+:mod:`dfn_jax.data.episodes`), one query per character. The sets narrow down:
+
+* ``all_alphabets``: the 20 evaluation alphabets;
+* ``run_alphabets``: the 10 alphabets the runs use (two runs each);
+* ``run_alphabets_and_drawers``: those alphabets and only the drawers the runs use;
+* ``other_alphabets``: the 10 evaluation alphabets no run uses.
+
+Prints JSON: per set, each model's error in percent and the difference (first minus second, in
+points) with a 95% bootstrap interval that resamples episodes in pairs, and ``range_of_20``, per
+model the middle 95% of the mean error over 20 of the set's episodes (as many as there are
+runs: where the official runs would fall if they were such episodes); ``official_runs``: both
+models on the runs themselves (``ci95_runs`` resamples whole runs). ``--directories`` as in
+:mod:`experiments.learnet.paired`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from dfn_jax import pretrained
+from dfn_jax.data.episodes import omniglot_episodes
+from dfn_jax.data.omniglot import (
+    OmniglotSplit,
+    load_official_runs,
+    load_omniglot,
+    official_run_indices,
+    select_alphabets,
+)
+from experiments.learnet.omniglot import episode_errors, official_trial_errors
+from experiments.paired_bootstrap import paired_bootstrap
+
+BATCH_EPISODES = 50
+WAYS = 20
+SETS = ("all_alphabets", "run_alphabets", "run_alphabets_and_drawers", "other_alphabets")
+
+_episode_errors = nnx.jit(episode_errors)
+
+
+def _keep(data: OmniglotSplit, rows: np.ndarray) -> OmniglotSplit:
+    """``data`` with only the drawings ``rows`` (characters and alphabets unchanged)."""
+    return dataclasses.replace(
+        data, images=data.images[rows], labels=data.labels[rows], drawers=data.drawers[rows]
+    )
+
+
+def runs_like_sets(data: OmniglotSplit, runs) -> dict[str, OmniglotSplit]:
+    """The drawings each set draws its episodes from (module docstring); ``data`` is the
+    evaluation split read at the runs' image size."""
+    training, test = official_run_indices(runs, data)
+    alphabets = [
+        data.alphabets[a] for a in np.unique(data.character_alphabet[data.labels[training]])
+    ]
+    ours = select_alphabets(data, alphabets)
+    drawers = np.unique(data.drawers[np.concatenate([training, test])])
+    others = [name for name in data.alphabets if name not in alphabets]
+    sets = (data, ours, _keep(ours, np.isin(ours.drawers, drawers)), select_alphabets(data, others))
+    return dict(zip(SETS, sets, strict=True))
+
+
+def _set_errors(model, data: OmniglotSplit, num_episodes: int, seed: int) -> np.ndarray:
+    sampler = omniglot_episodes(
+        data, num_ways=WAYS, num_shots=1, num_queries=1, within_alphabet=True, seed=seed,
+        by_drawer=True,
+    )  # fmt: skip
+    batch = sampler.sample(0, num_episodes)
+    parts = []
+    for start in range(0, num_episodes, BATCH_EPISODES):
+        rows = slice(start, start + BATCH_EPISODES)
+        labels = np.broadcast_to(np.arange(WAYS), batch.query[rows].shape[:2])
+        parts.append(
+            np.asarray(_episode_errors(model, batch.query[rows], batch.support[rows], labels))
+        )
+    return np.concatenate(parts)
+
+
+def _range_of(errors: np.ndarray, size: int, num_resamples: int = 10_000) -> list[float]:
+    """The middle 95% of the mean error over ``size`` episodes drawn from ``errors`` (with
+    replacement): where a set as large as the official runs would fall."""
+    rng = np.random.default_rng(0)
+    means = errors[rng.integers(0, len(errors), (num_resamples, size))].mean(1)
+    return [float(x) for x in np.percentile(means, [2.5, 97.5])]
+
+
+def _paired(first: np.ndarray, second: np.ndarray) -> dict:
+    difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
+    return {
+        "error": [float(first.mean()), float(second.mean())],
+        "difference": difference,
+        "ci95": [low, high],
+    }
+
+
+def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed: int = 0) -> dict:
+    """Two models (``score_matrix`` learnet-family models) on every set and on the runs."""
+    if len(models) != 2:
+        raise ValueError(f"`models` must be two models, got {len(models)}.")
+    report = {}
+    for name, drawings in runs_like_sets(data, runs).items():
+        first, second = (_set_errors(m, drawings, num_episodes, seed) for m in models)
+        report[name] = {"num_episodes": num_episodes, **_paired(first, second)}
+        report[name]["range_of_20"] = [
+            _range_of(errors, len(runs.runs)) for errors in (first, second)
+        ]
+    trials = [official_trial_errors(model, runs) for model in models]  # [runs, trials] each
+    report["official_runs"] = _paired(trials[0].reshape(-1), trials[1].reshape(-1))
+    report["official_runs"]["ci95_runs"] = list(
+        paired_bootstrap(trials[0].mean(-1), trials[1].mean(-1), lambda x, y: x - y)[1:]
+    )
+    return report
+
+
+def define_flags() -> None:
+    """The command line's flags, defined only when run."""
+    flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
+    flags.DEFINE_list(
+        "directories", None, "Per model, the folder of its .json/.msgpack (empty: the package's)."
+    )
+    flags.DEFINE_string(
+        "omniglot_dir", "", "Folder with the Omniglot zips (default: DFN_OMNIGLOT_DIR, the cache)."
+    )
+    flags.DEFINE_bool("download", True, "Download the zips when they are not found.")
+    flags.DEFINE_integer("num_episodes", 1000, "Random episodes per set.")
+    flags.DEFINE_integer("seed", 0, "Seed of the episodes.")
+
+
+def main(argv):
+    del argv
+    args = flags.FLAGS
+    names = args.models
+    directories = args.directories or ["", ""]
+    if len(names) != 2 or len(directories) != 2:
+        raise app.UsageError("--models needs two models and --directories one folder per model.")
+    sizes = {
+        pretrained.info(n, d)["config"]["image_size"]
+        for n, d in zip(names, directories, strict=True)
+    }
+    if len(sizes) != 1:
+        raise app.UsageError(f"The two models read different image sizes: {sorted(sizes)}.")
+    image_size = sizes.pop()
+    source = dict(omniglot_dir=args.omniglot_dir or None, image_size=image_size,
+                  download=args.download)  # fmt: skip
+    data = load_omniglot("evaluation", **source)
+    runs = load_official_runs(**source)
+    models = [pretrained.load(n, d) for n, d in zip(names, directories, strict=True)]
+    report = compare(models, data, runs, num_episodes=args.num_episodes, seed=args.seed)
+    print(json.dumps({"models": names, **report}, indent=1))
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.mark_flags_as_required(["models"])
+    app.run(main)
