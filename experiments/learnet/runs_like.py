@@ -13,7 +13,13 @@ exemplars by one drawer and all queries by another (``by_drawer`` episodes,
 * ``all_alphabets``: the 20 evaluation alphabets;
 * ``run_alphabets``: the 10 alphabets the runs use (two runs each);
 * ``run_alphabets_and_drawers``: those alphabets and only the drawers the runs use;
-* ``other_alphabets``: the 10 evaluation alphabets no run uses.
+* ``other_alphabets``: the 10 evaluation alphabets no run uses;
+* ``run_characters``: each run's own 20 characters, drawn by two random drawers;
+* ``run_drawers``: 20 random characters of each run's alphabet, drawn by the run's own two
+  drawers (exemplars by the one of its training images).
+
+The last two keep one of the runs' two choices (their characters, their drawers) and redraw the
+other; their episodes go round the runs (50 per run of 1,000).
 
 Prints JSON: per set, each model's error in percent and the difference (first minus second, in
 points) with a 95% bootstrap interval that resamples episodes in pairs, and ``range_of_20``, per
@@ -46,7 +52,14 @@ from experiments.paired_bootstrap import paired_bootstrap
 
 BATCH_EPISODES = 50
 WAYS = 20
-SETS = ("all_alphabets", "run_alphabets", "run_alphabets_and_drawers", "other_alphabets")
+SETS = (
+    "all_alphabets",
+    "run_alphabets",
+    "run_alphabets_and_drawers",
+    "other_alphabets",
+    "run_characters",
+    "run_drawers",
+)
 
 _episode_errors = nnx.jit(episode_errors)
 
@@ -58,9 +71,12 @@ def _keep(data: OmniglotSplit, rows: np.ndarray) -> OmniglotSplit:
     )
 
 
-def runs_like_sets(data: OmniglotSplit, runs) -> dict[str, OmniglotSplit]:
-    """The drawings each set draws its episodes from (module docstring); ``data`` is the
-    evaluation split read at the runs' image size."""
+def runs_like_episodes(
+    data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per set (module docstring): ``(images, support [E, 20], query [E, 20])``, rows of
+    ``images`` with query ``i`` of an episode showing the character of its exemplar ``i``;
+    ``data`` is the evaluation split read at the runs' image size."""
     training, test = official_run_indices(runs, data)
     alphabets = [
         data.alphabets[a] for a in np.unique(data.character_alphabet[data.labels[training]])
@@ -68,23 +84,58 @@ def runs_like_sets(data: OmniglotSplit, runs) -> dict[str, OmniglotSplit]:
     ours = select_alphabets(data, alphabets)
     drawers = np.unique(data.drawers[np.concatenate([training, test])])
     others = [name for name in data.alphabets if name not in alphabets]
-    sets = (data, ours, _keep(ours, np.isin(ours.drawers, drawers)), select_alphabets(data, others))
-    return dict(zip(SETS, sets, strict=True))
+    drawings = (data, ours, _keep(ours, np.isin(ours.drawers, drawers)))
+    drawings += (select_alphabets(data, others),)
+    sets = {}
+    for name, subset in zip(SETS[:4], drawings, strict=True):
+        sampler = omniglot_episodes(
+            subset, num_ways=WAYS, num_shots=1, num_queries=1, within_alphabet=True, seed=seed,
+            by_drawer=True,
+        )  # fmt: skip
+        batch = sampler.sample(0, num_episodes)
+        sets[name] = (subset.images, batch.support_indices, batch.query_indices)
+    sets.update(_one_choice_of_the_runs(data, training, test, num_episodes, seed))
+    return sets
 
 
-def _set_errors(model, data: OmniglotSplit, num_episodes: int, seed: int) -> np.ndarray:
-    sampler = omniglot_episodes(
-        data, num_ways=WAYS, num_shots=1, num_queries=1, within_alphabet=True, seed=seed,
-        by_drawer=True,
-    )  # fmt: skip
-    batch = sampler.sample(0, num_episodes)
+def _one_choice_of_the_runs(data, training, test, num_episodes: int, seed: int) -> dict:
+    """``run_characters``: each run's 20 characters drawn by two random drawers;
+    ``run_drawers``: 20 random characters of each run's alphabet drawn by the run's two
+    drawers (exemplars by its training drawer). Episodes go round the runs."""
+    table = np.full((len(data.characters), int(data.drawers.max()) + 1), -1, np.int64)
+    table[data.labels, data.drawers] = np.arange(len(data.labels))
+    rng = np.random.default_rng([seed, 1])
+    support = {name: np.zeros((num_episodes, WAYS), np.int64) for name in SETS[4:]}
+    query = {name: np.zeros((num_episodes, WAYS), np.int64) for name in SETS[4:]}
+    for e in range(num_episodes):
+        r = e % len(training)
+        characters = data.labels[training[r]]
+        common = np.flatnonzero(np.all(table[characters] >= 0, axis=0))
+        first, second = rng.choice(common, 2, replace=False)
+        support["run_characters"][e], query["run_characters"][e] = table[characters][
+            :, [first, second]
+        ].T
+        alphabet = data.character_alphabet[characters[0]]
+        pool = np.flatnonzero(data.character_alphabet == alphabet)
+        pool = pool[
+            np.all(
+                table[pool][:, [data.drawers[training[r, 0]], data.drawers[test[r, 0]]]] >= 0,
+                axis=1,
+            )
+        ]
+        chosen = rng.choice(pool, WAYS, replace=False)
+        support["run_drawers"][e] = table[chosen, data.drawers[training[r, 0]]]
+        query["run_drawers"][e] = table[chosen, data.drawers[test[r, 0]]]
+    return {name: (data.images, support[name], query[name]) for name in SETS[4:]}
+
+
+def _set_errors(model, images, support, query) -> np.ndarray:
     parts = []
-    for start in range(0, num_episodes, BATCH_EPISODES):
+    for start in range(0, len(support), BATCH_EPISODES):
         rows = slice(start, start + BATCH_EPISODES)
-        labels = np.broadcast_to(np.arange(WAYS), batch.query[rows].shape[:2])
-        parts.append(
-            np.asarray(_episode_errors(model, batch.query[rows], batch.support[rows], labels))
-        )
+        labels = np.broadcast_to(np.arange(WAYS), query[rows].shape)
+        errors = _episode_errors(model, images[query[rows]], images[support[rows]], labels)
+        parts.append(np.asarray(errors))
     return np.concatenate(parts)
 
 
@@ -110,8 +161,9 @@ def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed
     if len(models) != 2:
         raise ValueError(f"`models` must be two models, got {len(models)}.")
     report = {}
-    for name, drawings in runs_like_sets(data, runs).items():
-        first, second = (_set_errors(m, drawings, num_episodes, seed) for m in models)
+    sets = runs_like_episodes(data, runs, num_episodes=num_episodes, seed=seed)
+    for name, episodes in sets.items():
+        first, second = (_set_errors(model, *episodes) for model in models)
         report[name] = {"num_episodes": num_episodes, **_paired(first, second)}
         report[name]["range_of_20"] = [
             _range_of(errors, len(runs.runs)) for errors in (first, second)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from dfn_jax import pretrained, viz
-from dfn_jax.data.omniglot import load_official_runs, load_omniglot
+from dfn_jax.data.omniglot import load_official_runs, load_omniglot, official_run_indices
 from dfn_jax.models import count_params
 from dfn_jax.models.learnet import learnet_param_count
 from experiments import main
@@ -139,11 +139,19 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
             like[name]["difference"] == 0
             and like[name]["range_of_20"][0] == like[name]["range_of_20"][1]
         )
-    sets = runs_like.runs_like_sets(data, runs)
-    assert (
-        len(sets["run_alphabets"].alphabets) == 10 and len(sets["other_alphabets"].alphabets) == 10
-    )
-    assert set(sets["run_alphabets_and_drawers"].drawers) < set(sets["run_alphabets"].drawers)
+    sets = runs_like.runs_like_episodes(data, runs, num_episodes=40)
+    training, test = official_run_indices(runs, data)
+    for name, (images, support, query) in sets.items():
+        assert support.shape == query.shape == (40, 20), name
+        np.testing.assert_array_equal(images[support].mean((2, 3)) > 0, True)  # real drawings
+    # Each run's own characters (by other drawers), or its own two drawers (other characters).
+    _, support, query = sets["run_characters"]
+    np.testing.assert_array_equal(data.labels[support[21]], data.labels[training[1]])
+    np.testing.assert_array_equal(data.labels[query[21]], data.labels[training[1]])
+    _, support, query = sets["run_drawers"]
+    assert set(data.drawers[support[21]]) == set(data.drawers[training[1]])
+    assert set(data.drawers[query[21]]) == set(data.drawers[test[1]])
+    np.testing.assert_array_equal(data.labels[support], data.labels[query])
     # Two runs of one model joined by "+": each trial's error is their mean, each run's listed.
     joined = paired.compare(config, ["tiny+tiny", "tiny"], [str(tmp_path)] * 2)
     for name in ("official_runs", "within5"):
