@@ -265,6 +265,41 @@ def plot_run_errors(
     return _save(fig, path)
 
 
+def plot_set_errors(
+    errors: dict[str, Sequence[float]],
+    path: pathlib.Path,
+    *,
+    labels: Sequence[str],
+    spans: dict[str, Sequence[Sequence[float]]] | None = None,
+) -> pathlib.Path:
+    """Several models' errors (percent) on several test sets as grouped horizontal bars:
+    ``errors`` is ``{set: [one error per model]}`` (models named by ``labels``), ``spans``
+    optionally ``{set: [(low, high) per model]}``, a range drawn as a whisker on each bar (e.g.
+    where a smaller test set's error would fall)."""
+    names = list(errors)
+    fig, axes = _subplots(1, 1, (6.0, 0.3 * len(names) * len(labels) + 0.8))
+    ax = axes[0, 0]
+    height = 0.8 / len(labels)
+    colors = ("tab:blue", "tab:green", "tab:purple", "tab:brown")
+    rows = np.arange(len(names))[::-1]
+    for index, label in enumerate(labels):
+        values = np.asarray([errors[name][index] for name in names], np.float64)
+        y = rows + ((len(labels) - 1) / 2 - index) * height
+        ax.barh(y, values, height, color=colors[index % len(colors)], label=label)
+        for row, name in zip(y, names, strict=True):
+            if spans and name in spans:
+                low, high = spans[name][index]
+                ax.plot([low, high], [row, row], color="black", lw=1)
+        for row, value in zip(y, values, strict=True):
+            ax.text(value, row, f" {value:.1f}", va="center", fontsize=6)
+    ax.set_yticks(rows)
+    ax.set_yticklabels([name.replace("_", " ") for name in names], fontsize=7)
+    ax.set_xlabel("error (%)")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
 def plot_paired(
     pairs: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: pathlib.Path,

@@ -26,19 +26,21 @@ points) with a 95% bootstrap interval that resamples episodes in pairs, and ``ra
 model the middle 95% of the mean error over 20 of the set's episodes (as many as there are
 runs: where the official runs would fall if they were such episodes); ``official_runs``: both
 models on the runs themselves (``ci95_runs`` resamples whole runs). ``--directories`` as in
-:mod:`experiments.learnet.paired`.
+:mod:`experiments.learnet.paired`; ``--figure=F.png`` draws the errors per set, each random
+set's ``range_of_20`` as a whisker.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from dfn_jax import pretrained
+from dfn_jax import pretrained, viz
 from dfn_jax.data.episodes import omniglot_episodes
 from dfn_jax.data.omniglot import (
     OmniglotSplit,
@@ -176,6 +178,15 @@ def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed
     return report
 
 
+def draw(report: dict, names, path: pathlib.Path) -> pathlib.Path:
+    """Both models' errors per set (the official runs first), each random set's bar with its
+    ``range_of_20`` as a whisker."""
+    order = ["official_runs", *SETS]
+    errors = {name: report[name]["error"] for name in order}
+    spans = {name: report[name]["range_of_20"] for name in SETS}
+    return viz.plot_set_errors(errors, path, labels=names, spans=spans)
+
+
 def define_flags() -> None:
     """The command line's flags, defined only when run."""
     flags.DEFINE_list("models", None, "Two models of dfn_jax.pretrained (or exported).")
@@ -188,6 +199,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("download", True, "Download the zips when they are not found.")
     flags.DEFINE_integer("num_episodes", 1000, "Random episodes per set.")
     flags.DEFINE_integer("seed", 0, "Seed of the episodes.")
+    flags.DEFINE_string("figure", "", "Also draw both models' errors per set to this PNG.")
 
 
 def main(argv):
@@ -210,6 +222,8 @@ def main(argv):
     runs = load_official_runs(**source)
     models = [pretrained.load(n, d) for n, d in zip(names, directories, strict=True)]
     report = compare(models, data, runs, num_episodes=args.num_episodes, seed=args.seed)
+    if args.figure:
+        draw(report, names, pathlib.Path(args.figure))
     print(json.dumps({"models": names, **report}, indent=1))
 
 

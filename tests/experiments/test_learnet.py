@@ -139,6 +139,7 @@ def test_a_one_step_run_evaluates_on_two_official_runs(variant, omniglot_dir, tm
             like[name]["difference"] == 0
             and like[name]["range_of_20"][0] == like[name]["range_of_20"][1]
         )
+    assert runs_like.draw(like, ["a", "b"], tmp_path / "like.png").stat().st_size > 0
     sets = runs_like.runs_like_episodes(data, runs, num_episodes=40)
     training, test = official_run_indices(runs, data)
     for name, (images, support, query) in sets.items():
