@@ -42,7 +42,7 @@ from dfn_jax._src.checks import is_int, positive_int
 if TYPE_CHECKING:
     from dfn_jax.data.omniglot import OmniglotSplit
 
-__all__ = ["EpisodeBatch", "EpisodeSampler", "omniglot_episodes"]
+__all__ = ["EpisodeBatch", "EpisodeSampler", "images_by_drawer", "omniglot_episodes"]
 
 NUM_ROTATIONS = 4
 
@@ -197,30 +197,10 @@ class EpisodeSampler:
             )
 
     def _drawer_table(self, drawers, num_classes: int) -> np.ndarray:
-        """``int64 [num_classes, num_drawers]``: the image of each class by each drawer, -1 where
-        that drawer did not draw the class."""
+        """:func:`images_by_drawer`, with every class drawn by at least ``K + Q`` drawers."""
         if drawers is None:
             raise ValueError("`by_drawer=True` needs `drawers` (who drew each image).")
-        drawers = np.asarray(drawers)
-        if drawers.shape != self.labels.shape or not np.issubdtype(drawers.dtype, np.integer):
-            raise ValueError(
-                f"`drawers` must be integers of shape [M] = [{len(self.labels)}] (one per image), "
-                f"got shape {drawers.shape} and dtype {drawers.dtype}."
-            )
-        if drawers.size and drawers.min() < 0:
-            raise ValueError(
-                f"`drawers` must be >= 0 for `by_drawer=True`, got {drawers.min()} (unknown "
-                "drawers, e.g. Omniglot read through TFDS, cannot be matched)."
-            )
-        table = np.full((num_classes, int(drawers.max(initial=-1)) + 1), -1, np.int64)
-        table[self.labels, drawers] = np.arange(len(drawers))
-        per_class = np.bincount(self.labels * table.shape[1] + drawers, minlength=table.size)
-        if per_class.max(initial=0) > 1:
-            cls, drawer = divmod(int(np.argmax(per_class)), table.shape[1])
-            raise ValueError(
-                f"`by_drawer=True` needs at most one image per class and drawer; drawer {drawer} "
-                f"drew class {cls} {per_class.max()} times."
-            )
+        table = images_by_drawer(self.labels, drawers, num_classes=num_classes)
         need = self.num_shots + self.num_queries
         counts = np.sum(table >= 0, axis=1)
         if counts.min(initial=need) < need:
@@ -286,6 +266,40 @@ class EpisodeSampler:
             support_indices=indices[:, :, :k].reshape(batch_size, n * k).astype(np.int32),
             query_indices=indices[:, :, k:].reshape(batch_size, n * q).astype(np.int32),
         )
+
+
+def images_by_drawer(labels, drawers, *, num_classes: int | None = None) -> np.ndarray:
+    """``int64 [num_classes, num_drawers]``: the image (row of ``labels``) of each class by each
+    drawer, -1 where that drawer did not draw the class; ``labels`` and ``drawers`` are ``int
+    [M]`` (drawers >= 0) and ``num_classes`` defaults to ``max(labels) + 1``.
+
+    Raises:
+      ValueError: shapes or dtypes that disagree, a negative drawer (unknown, e.g. Omniglot read
+        through TFDS), or a class drawn twice by one drawer.
+    """
+    labels, drawers = np.asarray(labels), np.asarray(drawers)
+    if drawers.shape != labels.shape or not np.issubdtype(drawers.dtype, np.integer):
+        raise ValueError(
+            f"`drawers` must be integers of shape [M] = [{len(labels)}] (one per image), "
+            f"got shape {drawers.shape} and dtype {drawers.dtype}."
+        )
+    if drawers.size and drawers.min() < 0:
+        raise ValueError(
+            f"`drawers` must be >= 0 for `by_drawer=True`, got {drawers.min()} (unknown "
+            "drawers, e.g. Omniglot read through TFDS, cannot be matched)."
+        )
+    if num_classes is None:
+        num_classes = int(labels.max(initial=-1)) + 1
+    table = np.full((num_classes, int(drawers.max(initial=-1)) + 1), -1, np.int64)
+    table[labels, drawers] = np.arange(len(drawers))
+    per_class = np.bincount(labels * table.shape[1] + drawers, minlength=table.size)
+    if per_class.max(initial=0) > 1:
+        cls, drawer = divmod(int(np.argmax(per_class)), table.shape[1])
+        raise ValueError(
+            f"`by_drawer=True` needs at most one image per class and drawer; drawer {drawer} "
+            f"drew class {cls} {per_class.max()} times."
+        )
+    return table
 
 
 def omniglot_episodes(

@@ -48,22 +48,35 @@ BATCH_EPISODES = 50
 _episode_errors = nnx.jit(episode_errors)
 
 
+def set_errors(model, images, support, query) -> np.ndarray:
+    """Each episode's error ``[E]`` in percent: ``support`` and ``query`` are ``[E, N]`` rows of
+    ``images``, query ``i`` showing the character of exemplar ``i``; in batches of
+    ``BATCH_EPISODES``."""
+    parts = []
+    for start in range(0, len(support), BATCH_EPISODES):
+        rows = slice(start, start + BATCH_EPISODES)
+        labels = np.broadcast_to(np.arange(support.shape[1]), query[rows].shape)
+        errors = _episode_errors(model, images[query[rows]], images[support[rows]], labels)
+        parts.append(np.asarray(errors))
+    return np.concatenate(parts)
+
+
+def runs_interval(first: np.ndarray, second: np.ndarray) -> list[float]:
+    """The 95% interval of the difference of two models' official-runs errors (``[runs,
+    trials]`` each) that resamples whole runs: a run's trials share their exemplars and
+    drawers, so they are not independent draws."""
+    return list(paired_bootstrap(first.mean(-1), second.mean(-1), lambda x, y: x - y)[1:])
+
+
 def test_errors(experiment: LearnetOmniglot, model) -> dict[str, np.ndarray]:
     """Per test set: ``official_runs`` each trial's error ``[runs, trials]`` (0 or 100, the
     config's ``num_official_runs``), and each random set's episode errors, in the order the
     experiment draws them."""
     trials = official_trial_errors(model, experiment.official_runs)
     errors = {"official_runs": trials[: experiment.config.num_official_runs]}
-    for name, (images, support, query) in experiment.random_sets.items():
-        if name == "val":
-            continue
-        parts = []
-        for start in range(0, len(support), BATCH_EPISODES):
-            rows = slice(start, start + BATCH_EPISODES)
-            labels = np.broadcast_to(np.arange(support.shape[1]), query[rows].shape)
-            errors_of = _episode_errors(model, images[query[rows]], images[support[rows]], labels)
-            parts.append(np.asarray(errors_of))
-        errors[name] = np.concatenate(parts)
+    for name, episodes in experiment.random_sets.items():
+        if name != "val":
+            errors[name] = set_errors(model, *episodes)
     return errors
 
 
@@ -103,12 +116,7 @@ def compare(config, names, directories=None) -> dict:
             "worse_only": [int(np.sum(first > second)), int(np.sum(second > first))],
         }
         if test == "official_runs" and sides[0][test].shape[0] > 1:
-            # A run's 20 trials share their exemplars and drawers, so they are not independent:
-            # this interval resamples whole runs (their mean errors) instead.
-            per_run = [side[test].mean(-1) for side in sides]
-            report[test]["ci95_runs"] = list(
-                paired_bootstrap(per_run[0], per_run[1], lambda x, y: x - y)[1:]
-            )
+            report[test]["ci95_runs"] = runs_interval(sides[0][test], sides[1][test])
         if any(len(errors) > 1 for errors in own):
             report[test]["error_per_run"] = [
                 [float(e[test].mean()) for e in errors] for errors in own

@@ -38,10 +38,9 @@ import pathlib
 
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
 from dfn_jax import pretrained, viz
-from dfn_jax.data.episodes import omniglot_episodes
+from dfn_jax.data.episodes import images_by_drawer, omniglot_episodes
 from dfn_jax.data.omniglot import (
     OmniglotSplit,
     load_official_runs,
@@ -49,10 +48,10 @@ from dfn_jax.data.omniglot import (
     official_run_indices,
     select_alphabets,
 )
-from experiments.learnet.omniglot import episode_errors, official_trial_errors
+from experiments.learnet.omniglot import official_trial_errors
+from experiments.learnet.paired import runs_interval, set_errors
 from experiments.paired_bootstrap import paired_bootstrap
 
-BATCH_EPISODES = 50
 WAYS = 20
 SETS = (
     "all_alphabets",
@@ -62,8 +61,6 @@ SETS = (
     "run_characters",
     "run_drawers",
 )
-
-_episode_errors = nnx.jit(episode_errors)
 
 
 def _keep(data: OmniglotSplit, rows: np.ndarray) -> OmniglotSplit:
@@ -104,41 +101,20 @@ def _one_choice_of_the_runs(data, training, test, num_episodes: int, seed: int) 
     """``run_characters``: each run's 20 characters drawn by two random drawers;
     ``run_drawers``: 20 random characters of each run's alphabet drawn by the run's two
     drawers (exemplars by its training drawer). Episodes go round the runs."""
-    table = np.full((len(data.characters), int(data.drawers.max()) + 1), -1, np.int64)
-    table[data.labels, data.drawers] = np.arange(len(data.labels))
+    table = images_by_drawer(data.labels, data.drawers, num_classes=len(data.characters))
     rng = np.random.default_rng([seed, 1])
-    support = {name: np.zeros((num_episodes, WAYS), np.int64) for name in SETS[4:]}
-    query = {name: np.zeros((num_episodes, WAYS), np.int64) for name in SETS[4:]}
+    sets = {name: np.zeros((2, num_episodes, WAYS), np.int64) for name in SETS[4:]}
     for e in range(num_episodes):
         r = e % len(training)
         characters = data.labels[training[r]]
         common = np.flatnonzero(np.all(table[characters] >= 0, axis=0))
-        first, second = rng.choice(common, 2, replace=False)
-        support["run_characters"][e], query["run_characters"][e] = table[characters][
-            :, [first, second]
-        ].T
-        alphabet = data.character_alphabet[characters[0]]
-        pool = np.flatnonzero(data.character_alphabet == alphabet)
-        pool = pool[
-            np.all(
-                table[pool][:, [data.drawers[training[r, 0]], data.drawers[test[r, 0]]]] >= 0,
-                axis=1,
-            )
-        ]
-        chosen = rng.choice(pool, WAYS, replace=False)
-        support["run_drawers"][e] = table[chosen, data.drawers[training[r, 0]]]
-        query["run_drawers"][e] = table[chosen, data.drawers[test[r, 0]]]
-    return {name: (data.images, support[name], query[name]) for name in SETS[4:]}
-
-
-def _set_errors(model, images, support, query) -> np.ndarray:
-    parts = []
-    for start in range(0, len(support), BATCH_EPISODES):
-        rows = slice(start, start + BATCH_EPISODES)
-        labels = np.broadcast_to(np.arange(WAYS), query[rows].shape)
-        errors = _episode_errors(model, images[query[rows]], images[support[rows]], labels)
-        parts.append(np.asarray(errors))
-    return np.concatenate(parts)
+        hands = rng.choice(common, 2, replace=False)
+        sets["run_characters"][:, e] = table[characters][:, hands].T
+        hands = data.drawers[[training[r, 0], test[r, 0]]]  # the run's own: exemplars, queries
+        alphabet = np.flatnonzero(data.character_alphabet == data.character_alphabet[characters[0]])
+        pool = alphabet[np.all(table[alphabet][:, hands] >= 0, axis=1)]
+        sets["run_drawers"][:, e] = table[rng.choice(pool, WAYS, replace=False)][:, hands].T
+    return {name: (data.images, *both) for name, both in sets.items()}
 
 
 def _range_of(errors: np.ndarray, size: int, num_resamples: int = 10_000) -> list[float]:
@@ -165,16 +141,14 @@ def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed
     report = {}
     sets = runs_like_episodes(data, runs, num_episodes=num_episodes, seed=seed)
     for name, episodes in sets.items():
-        first, second = (_set_errors(model, *episodes) for model in models)
+        first, second = (set_errors(model, *episodes) for model in models)
         report[name] = {"num_episodes": num_episodes, **_paired(first, second)}
         report[name]["range_of_20"] = [
             _range_of(errors, len(runs.runs)) for errors in (first, second)
         ]
     trials = [official_trial_errors(model, runs) for model in models]  # [runs, trials] each
     report["official_runs"] = _paired(trials[0].reshape(-1), trials[1].reshape(-1))
-    report["official_runs"]["ci95_runs"] = list(
-        paired_bootstrap(trials[0].mean(-1), trials[1].mean(-1), lambda x, y: x - y)[1:]
-    )
+    report["official_runs"]["ci95_runs"] = runs_interval(*trials)
     return report
 
 
