@@ -5,8 +5,8 @@ r"""Moving MNIST with the recurrent Dynamic Filter Network (De Brabandere et al.
 * ``shapes`` (default): the embedded bouncing-shapes data (32x32 frames, one 14-pixel sprite
   moving by the same whole pixels every frame), no download, a small model that reads five
   frames, trained with teacher forcing and a schedule sized to train in under 5 minutes on 2 CPU
-  cores; its ten closed-loop predictions follow the sprite (SSIM 0.83, 0.85 at t+5;
-  docs/RESULTS.md). The README's quick start::
+  cores; its ten closed-loop predictions follow the sprite (SSIM between about 0.7 and 0.92
+  with the machine and ``--config.seed``; docs/RESULTS.md). The README's quick start::
 
     python -m experiments.main --config=experiments/configs/moving_mnist.py \
         --workdir=/tmp/dfn_moving_mnist
