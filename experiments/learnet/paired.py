@@ -61,6 +61,17 @@ def set_errors(model, images, support, query) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def difference(first: np.ndarray, second: np.ndarray) -> dict:
+    """Two models' mean errors on the same items, the first's minus the second's and its 95%
+    paired bootstrap interval."""
+    diff, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
+    return {
+        "error": [float(first.mean()), float(second.mean())],
+        "difference": diff,
+        "ci95": [low, high],
+    }
+
+
 def runs_interval(first: np.ndarray, second: np.ndarray) -> list[float]:
     """The 95% interval of the difference of two models' official-runs errors (``[runs,
     trials]`` each) that resamples whole runs: a run's trials share their exemplars and
@@ -106,12 +117,9 @@ def compare(config, names, directories=None) -> dict:
     report["per_run_error"] = [e["official_runs"].mean(-1).tolist() for e in sides]
     for test, first in sides[0].items():
         first, second = first.reshape(-1), sides[1][test].reshape(-1)
-        difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
         report[test] = {
             "count": int(first.size),
-            "error": [float(first.mean()), float(second.mean())],
-            "difference": difference,
-            "ci95": [low, high],
+            **difference(first, second),
             # Trials (or episodes) on which only the first / only the second did worse.
             "worse_only": [int(np.sum(first > second)), int(np.sum(second > first))],
         }

@@ -49,8 +49,7 @@ from dfn_jax.data.omniglot import (
     select_alphabets,
 )
 from experiments.learnet.omniglot import official_trial_errors
-from experiments.learnet.paired import runs_interval, set_errors
-from experiments.paired_bootstrap import paired_bootstrap
+from experiments.learnet.paired import difference, runs_interval, set_errors
 
 WAYS = 20
 SETS = (
@@ -125,15 +124,6 @@ def _range_of(errors: np.ndarray, size: int, num_resamples: int = 10_000) -> lis
     return [float(x) for x in np.percentile(means, [2.5, 97.5])]
 
 
-def _paired(first: np.ndarray, second: np.ndarray) -> dict:
-    difference, low, high = paired_bootstrap(first, second, lambda x, y: x - y)
-    return {
-        "error": [float(first.mean()), float(second.mean())],
-        "difference": difference,
-        "ci95": [low, high],
-    }
-
-
 def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed: int = 0) -> dict:
     """Two models (``score_matrix`` learnet-family models) on every set and on the runs."""
     if len(models) != 2:
@@ -142,12 +132,12 @@ def compare(models, data: OmniglotSplit, runs, *, num_episodes: int = 1000, seed
     sets = runs_like_episodes(data, runs, num_episodes=num_episodes, seed=seed)
     for name, episodes in sets.items():
         first, second = (set_errors(model, *episodes) for model in models)
-        report[name] = {"num_episodes": num_episodes, **_paired(first, second)}
+        report[name] = {"num_episodes": num_episodes, **difference(first, second)}
         report[name]["range_of_20"] = [
             _range_of(errors, len(runs.runs)) for errors in (first, second)
         ]
     trials = [official_trial_errors(model, runs) for model in models]  # [runs, trials] each
-    report["official_runs"] = _paired(trials[0].reshape(-1), trials[1].reshape(-1))
+    report["official_runs"] = difference(trials[0].reshape(-1), trials[1].reshape(-1))
     report["official_runs"]["ci95_runs"] = runs_interval(*trials)
     return report
 
