@@ -14,8 +14,9 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
   against 27.7% without it and 26.2% for the same-size siamese network trained as long.
   Training on episodes built as the official runs are, with rotated characters as extra classes
   (``--config.data.by_drawer=True --config.data.rotations=True``), gives 9.75%; moving the
-  parameter budget from the learnet into the pupil as well (``--config.model.channels="(42,42,
-  84,84)" --config.model.learnet_features=16``, 92,923 parameters) gives 7.75%: the shipped
+  parameter budget from the learnet into the pupil as well
+  (``--config.model.channels="(42,42,84,84)" --config.model.learnet_features=16``, 92,923
+  parameters) gives 7.75%: the shipped
   ``pretrained.load("learnet_omniglot")``, level with the same-size siamese network trained that
   way (7.75%, shipped as ``learnet_omniglot_siamese``; docs/RESULTS.md);
 * ``siamese``: one embedding for both images and a learned weighted-L1 score;
