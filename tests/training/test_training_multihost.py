@@ -90,10 +90,10 @@ def _finish(processes, timeout=600) -> list[str]:
     return outputs
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    multi = tmp_path_factory.mktemp("two_processes")
-    single = tmp_path_factory.mktemp("one_process")
+def test_two_processes_agree_with_one_process_and_only_process_zero_writes(tmp_path):
+    """One test, not two sharing a module fixture: pytest-xdist would run the jobs once per
+    worker that gets one of them."""
+    multi, single = tmp_path / "two_processes", tmp_path / "one_process"
     processes = _start_job(multi)
     outputs = _finish(processes)
     for process, output in zip(processes, outputs, strict=True):
@@ -107,11 +107,7 @@ def runs(tmp_path_factory):
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return multi, single, outputs
 
-
-def test_two_processes_agree_with_one_process(runs):
-    multi, single, outputs = runs
     multi_results = json.loads((multi / "results.json").read_text())
     single_results = json.loads((single / "results.json").read_text())
     assert multi_results["num_processes"] == 2 and len(multi_results["devices"]) == 4
@@ -122,13 +118,9 @@ def test_two_processes_agree_with_one_process(runs):
     params_multi, params_single = _final_params(multi), _final_params(single)
     for a, b in zip(jax.tree.leaves(params_multi), jax.tree.leaves(params_single), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
-    # Process 0 reports and writes; process 1 stays quiet.
+
+    # Process 0 reports and writes logs, figures and results; process 1 stays quiet.
     assert "Test metrics" in outputs[0] and "Test metrics" not in outputs[1]
-
-
-def test_only_process_zero_writes_logs_figures_and_results(runs):
-    multi, _, _ = runs
-    assert (multi / "results.json").is_file()
     assert (multi / "figures" / "loss_curves.png").is_file()
     lines = (multi / "metrics.jsonl").read_text().splitlines()
     # One writer: every logged step appears once, not once per process.
