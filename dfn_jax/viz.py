@@ -261,7 +261,10 @@ def plot_run_errors(
     ax.set_ylabel("error (%)")
     ax.set_xticks(runs)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
+    # Headroom for the legend, so that it never covers a bar (a hard run can be any run).
+    highest = max([float(np.max(v)) for v in models.values()] + list((reference or {}).values()))
+    ax.set_ylim(0, 1.45 * max(highest, 1.0))
+    ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
     return _save(fig, path)
 
 

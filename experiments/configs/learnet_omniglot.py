@@ -6,7 +6,8 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
 * ``learnet`` (default; the paper's best): a single-stream learnet reads the exemplar and predicts
   the per-channel filters of the pupil's last (factorised) convolution, which then processes the
   query (28.75% error on the official runs after the default 4,000 steps, 7 minutes of training
-  on 2 CPU cores; 19.75% with ``--config.num_train_steps=32000``). Reading the pupil's features
+  on 2 CPU cores; 19.75% with ``--config.num_train_steps=32000``; 16.75% after 16,000 steps
+  with ``by_drawer`` and ``rotations``, below). Reading the pupil's features
   instead of the image (``--config.model.learnet_input=pupil --config.model.learnet_features=48``,
   the same parameter count) with ``--config.num_train_steps=16000`` gives 12.0%; adding
   ``--config.model.exemplar_template=True`` (the exemplar's own features added to the predicted
@@ -27,7 +28,7 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
   with ``by_drawer`` and ``rotations``, shipped as ``learnet_omniglot_siamese_learnet``);
 * ``learnet_unfactorised``: ``learnet`` predicting whole kernels (the ablation: 25x the
   parameters, the same 28.75% after 4,000 steps; 16.75% after 16,000 steps with ``by_drawer``
-  and ``rotations``).
+  and ``rotations``, again the factorised learnet's: level on every test set).
 
 The baselines are sized to the learnet's parameter count (``results.json``: ``num_params``).
 Training: 20-way one-shot episodes within one background alphabet (Lake et al.'s protocol: the
