@@ -240,6 +240,7 @@ def plot_run_errors(
     (``{label: error}``, e.g. a published baseline); ``errors`` as ``{model: errors}`` draws
     the models' bars side by side, each with its mean."""
     models = errors if isinstance(errors, dict) else {"": errors}
+    references = reference or {}
     fig, axes = _subplots(1, 1, (6.0, 3.0))
     ax = axes[0, 0]
     width = 0.8 / len(models)
@@ -253,17 +254,15 @@ def plot_run_errors(
         mean_color = color if name else "black"
         label = f"{name} mean {values.mean():.1f}%".strip()
         ax.axhline(values.mean(), color=mean_color, lw=1, label=label)
-    for (label, value), color in zip(
-        (reference or {}).items(), ("tab:red", "tab:orange"), strict=False
-    ):
+    for (label, value), color in zip(references.items(), ("tab:red", "tab:orange"), strict=False):
         ax.axhline(value, color=color, lw=1, ls="--", label=f"{label} {value:.1f}%")
     ax.set_xlabel("run")
     ax.set_ylabel("error (%)")
     ax.set_xticks(runs)
     ax.tick_params(labelsize=7)
     # Headroom for the legend, so that it never covers a bar (a hard run can be any run).
-    highest = max([float(np.max(v)) for v in models.values()] + list((reference or {}).values()))
-    ax.set_ylim(0, 1.45 * max(highest, 1.0))
+    highest = max(1.0, *(float(np.max(v)) for v in models.values()), *references.values())
+    ax.set_ylim(0, 1.45 * highest)
     ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
     return _save(fig, path)
 
