@@ -33,7 +33,10 @@ Torr, Vedaldi, "Learning feed-forward one-shot learners", NIPS 2016, arXiv 1606.
 The baselines are sized to the learnet's parameter count (``results.json``: ``num_params``).
 Training: 20-way one-shot episodes within one background alphabet (Lake et al.'s protocol: the
 evaluation runs are within an alphabet), one query per class, softmax over the 20 scores
-(``loss=pairwise``: the logistic loss on every query-exemplar pair), Adam with a cosine schedule.
+(``loss=pairwise``: the logistic loss on every query-exemplar pair, the paper's, unverified;
+with it the shipped learnet's recipe gives 10.25% on the official runs and the same-size
+siamese network 23.5%, the paper's ranking, where with the episodic loss the two are level),
+Adam with a cosine schedule.
 Five background alphabets are held out for validation (random 20-way episodes within them) and
 select the best evaluation. The test sets, from the 20 evaluation alphabets only: Lake et al.'s
 20 official runs (``test.official_runs_error``, percent over the 400 trials; their Modified
